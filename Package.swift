@@ -1,0 +1,218 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// The four executables are the deployable roles; everything they share lives under
+// Sources/Shared. A role's own controllers and handlers stay in its executable target.
+let strictSettings: [SwiftSetting] = [
+    .unsafeFlags(["-warnings-as-errors"])
+]
+
+let package = Package(
+    name: "SwiftMDM",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "CheckinService", targets: ["CheckinService"]),
+        .executable(name: "CommandService", targets: ["CommandService"]),
+        .executable(name: "APIService", targets: ["APIService"]),
+        .executable(name: "PushService", targets: ["PushService"]),
+        .executable(name: "mdm-loadgen", targets: ["LoadGenerator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
+    ],
+    targets: [
+        // MARK: Shared libraries
+        .target(
+            name: "MDMProtocol",
+            path: "Sources/Shared/MDMProtocol",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "MDMIdentity",
+            dependencies: [
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            path: "Sources/Shared/MDMIdentity",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "MDMStorage",
+            dependencies: [
+                "MDMProtocol",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Sources/Shared/MDMStorage",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "MDMServerSupport",
+            dependencies: [
+                "MDMIdentity",
+                "MDMProtocol",
+                "MDMStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            path: "Sources/Shared/MDMServerSupport",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "MDMTestSupport",
+            dependencies: [
+                "MDMIdentity",
+                "MDMProtocol",
+                "MDMStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            path: "Sources/Shared/MDMTestSupport",
+            swiftSettings: strictSettings
+        ),
+
+        // MARK: Roles
+        .executableTarget(
+            name: "CheckinService",
+            dependencies: [
+                "MDMIdentity",
+                "MDMProtocol",
+                "MDMServerSupport",
+                "MDMStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "CommandService",
+            dependencies: [
+                "MDMIdentity",
+                "MDMProtocol",
+                "MDMServerSupport",
+                "MDMStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "APIService",
+            dependencies: [
+                "MDMProtocol",
+                "MDMServerSupport",
+                "MDMStorage",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "PushService",
+            dependencies: [
+                "MDMServerSupport",
+                "MDMStorage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // MARK: Tools and tests
+        .executableTarget(
+            name: "LoadGenerator",
+            dependencies: [
+                "MDMIdentity",
+                "MDMProtocol",
+                "MDMTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/LoadGenerator",
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MDMProtocolTests",
+            dependencies: ["MDMProtocol"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MDMIdentityTests",
+            dependencies: [
+                "MDMIdentity",
+                "MDMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "MDMStorageTests",
+            dependencies: [
+                "MDMProtocol",
+                "MDMStorage",
+                "MDMTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "ServiceTests",
+            dependencies: [
+                "APIService",
+                "CheckinService",
+                "CommandService",
+                "PushService",
+                "MDMIdentity",
+                "MDMProtocol",
+                "MDMServerSupport",
+                "MDMStorage",
+                "MDMTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
