@@ -8,4 +8,6 @@ package enum MDMProtocolError: Error, Sendable, Equatable {
     case unknownMessageType(String)
     /// Neither `UDID` nor `EnrollmentID` was present.
     case missingEnrollmentID
+    /// A message that belongs to the other device endpoint.
+    case unexpectedMessage(String)
 }

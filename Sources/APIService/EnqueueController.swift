@@ -1,0 +1,65 @@
+import Foundation
+import Hummingbird
+import MDMProtocol
+import MDMServerSupport
+import NIOCore
+
+/// `PUT|POST /v1/enqueue/{ids}`: NanoMDM-compatible enqueue with per-ID results.
+struct EnqueueController: Sendable {
+    var handler: EnqueueHandler
+    var maxBodyBytes: Int
+
+    func addRoutes<Context: RequestContext>(to group: RouterGroup<Context>) {
+        group.put("enqueue/:ids") { request, context in try await self.enqueue(request, context: context) }
+        group.post("enqueue/:ids") { request, context in try await self.enqueue(request, context: context) }
+    }
+
+    func enqueue(_ request: Request, context: some RequestContext) async throws -> Response {
+        let ids = try Self.enrollmentIDs(context.parameters.get("ids") ?? "")
+        let body = try await request.body.collect(upTo: maxBodyBytes)
+        let query = request.uri.queryParameters
+        let enqueueRequest = EnqueueRequest(
+            enrollmentIDs: ids,
+            body: Data(body.readableBytesView),
+            noPush: Self.flag(query["nopush"].map(String.init)),
+            priority: try Self.priority(query["priority"].map(String.init))
+        )
+        do {
+            let result = try await handler.enqueue(enqueueRequest)
+            return Self.json(result, status: result.hasTargetErrors ? .multiStatus : .ok)
+        } catch let error as MDMProtocolError {
+            return Self.json(APIResult(commandError: error.reason), status: error.status)
+        } catch let error as HTTPMappableError where error.status == .conflict {
+            return Self.json(APIResult(commandError: error.reason), status: error.status)
+        }
+    }
+
+    /// `a,b,c` with each ID percent-decoded; duplicates dropped, order kept.
+    static func enrollmentIDs(_ raw: String) throws -> [String] {
+        var seen = Set<String>()
+        var ids: [String] = []
+        for piece in raw.split(separator: ",") {
+            let id = (piece.removingPercentEncoding ?? String(piece)).trimmingCharacters(in: .whitespaces)
+            guard !id.isEmpty else { continue }
+            if seen.insert(id).inserted { ids.append(id) }
+        }
+        guard !ids.isEmpty else { throw RequestFailure.badRequest("no enrollment IDs") }
+        return ids
+    }
+
+    /// NanoMDM: any non-empty value except `0`/`false` turns the flag on.
+    static func flag(_ value: String?) -> Bool {
+        guard let value, !value.isEmpty else { return false }
+        return !["0", "false"].contains(value.lowercased())
+    }
+
+    static func priority(_ value: String?) throws -> Int16 {
+        guard let value, !value.isEmpty else { return 0 }
+        guard let priority = Int16(value) else { throw RequestFailure.badRequest("priority must be -32768…32767") }
+        return priority
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: JSONBody.encode(value)))
+    }
+}

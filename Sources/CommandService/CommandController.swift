@@ -1,0 +1,25 @@
+import Hummingbird
+import MDMProtocol
+import MDMServerSupport
+
+/// `PUT|POST /mdm`: a report in, the next command's bytes (or an empty 200) out.
+struct CommandController: Sendable {
+    var handler: CommandHandler
+    var extractor: DeviceIdentityExtractor
+    var maxBodyBytes: Int
+
+    func addRoutes<Context: RequestContext>(to router: Router<Context>) {
+        let group = router.group("mdm").add(middleware: DeviceErrorMiddleware<Context>())
+        group.put { request, context in try await self.report(request, context: context) }
+        group.post { request, context in try await self.report(request, context: context) }
+    }
+
+    func report(_ request: Request, context: some RequestContext) async throws -> Response {
+        let device = try await DeviceRequest.read(request, limit: maxBodyBytes, extractor: extractor)
+        let report = try CommandReport.decode(device.body)
+        guard let next = try await handler.handle(report, identity: device.identity) else {
+            return .emptyOK
+        }
+        return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: next.plist))
+    }
+}

@@ -1,0 +1,157 @@
+import Hummingbird
+import Logging
+import MDMIdentity
+import MDMProtocol
+import MDMStorage
+import NIOCore
+
+/// An error that knows which HTTP status it means. The three kinds of STYLE.md: the client
+/// sent something wrong (4xx), the client is not allowed (400 on device endpoints, 401 on the
+/// API), our fault (5xx).
+package protocol HTTPMappableError: Error {
+    var status: HTTPResponse.Status { get }
+    /// A sentence for logs and API error bodies; never holds secrets.
+    var reason: String { get }
+}
+
+extension MDMProtocolError: HTTPMappableError {
+    package var status: HTTPResponse.Status { .badRequest }
+    package var reason: String {
+        switch self {
+        case .malformedPlist(let detail): "malformed property list: \(detail)"
+        case .missingKey(let key): "missing or invalid key \(key)"
+        case .unknownMessageType(let type): "unknown MessageType \(type)"
+        case .missingEnrollmentID: "no UDID or EnrollmentID"
+        case .unexpectedMessage(let detail): detail
+        }
+    }
+}
+
+extension DeviceIdentityError: HTTPMappableError {
+    // Never 401: older OS versions unenroll on 401.
+    package var status: HTTPResponse.Status { .badRequest }
+    package var reason: String { "device identity refused: \(self)" }
+}
+
+extension StorageError: HTTPMappableError {
+    package var status: HTTPResponse.Status {
+        switch self {
+        case .duplicateCommand: .conflict
+        case .unknownDevice: .badRequest
+        case .schemaOutdated: .serviceUnavailable
+        }
+    }
+
+    package var reason: String {
+        switch self {
+        case .duplicateCommand(let uuid): "command \(uuid) already exists"
+        case .unknownDevice(let id): "device \(id) has not authenticated"
+        case .schemaOutdated(let current, let required):
+            "database schema version \(current) is older than \(required); run `APIService migrate`"
+        }
+    }
+}
+
+/// Request-level failures raised by controllers and handlers.
+package enum RequestFailure: HTTPMappableError, Equatable {
+    case badRequest(String)
+    case unauthorized
+    case notFound(String)
+    case gone(String)
+    case upstream(String)
+
+    package var status: HTTPResponse.Status {
+        switch self {
+        case .badRequest: .badRequest
+        case .unauthorized: .unauthorized
+        case .notFound: .notFound
+        case .gone: .gone
+        case .upstream: .internalServerError
+        }
+    }
+
+    package var reason: String {
+        switch self {
+        case .badRequest(let detail), .notFound(let detail), .gone(let detail), .upstream(let detail): detail
+        case .unauthorized: "missing or invalid API key"
+        }
+    }
+}
+
+/// The one place errors become HTTP statuses.
+package enum ErrorClassifier {
+    package static func classify(_ error: any Error) -> (status: HTTPResponse.Status, reason: String) {
+        switch error {
+        case let mappable as any HTTPMappableError:
+            return (mappable.status, mappable.reason)
+        case let response as any HTTPResponseError:
+            return (response.status, "\(response.status.reasonPhrase)")
+        default:
+            return (.internalServerError, "internal error")
+        }
+    }
+
+    /// Logs an error once, at the edge: client mistakes at notice, our faults at error.
+    static func log(_ error: any Error, status: HTTPResponse.Status, reason: String, request: Request, logger: Logger) {
+        var metadata: Logger.Metadata = [
+            "http.status": "\(status.code)",
+            "http.path": "\(request.uri.path)",
+        ]
+        if status.kind == .serverError {
+            metadata["error"] = "\(String(reflecting: error))"
+            logger.error("request failed: \(reason)", metadata: metadata)
+        } else {
+            logger.notice("request refused: \(reason)", metadata: metadata)
+        }
+    }
+}
+
+/// Device endpoints: errors become a bare status with an empty body.
+package struct DeviceErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    package init() {}
+
+    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch {
+            var (status, reason) = ErrorClassifier.classify(error)
+            if status == .unauthorized { status = .badRequest }
+            ErrorClassifier.log(error, status: status, reason: reason, request: request, logger: context.logger)
+            return Response(status: status)
+        }
+    }
+}
+
+/// API endpoints: errors become `{"error": "<reason>"}`; 401 carries the Basic challenge.
+package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    package init() {}
+
+    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch {
+            let (status, reason) = ErrorClassifier.classify(error)
+            ErrorClassifier.log(error, status: status, reason: reason, request: request, logger: context.logger)
+            var headers: HTTPFields = [.contentType: "application/json"]
+            if status == .unauthorized {
+                headers[.wwwAuthenticate] = "Basic realm=\"nanomdm\""
+            }
+            let body = JSONBody.encode(["error": reason])
+            return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+        }
+    }
+}
+
+/// Small JSON helpers shared by API responses.
+package enum JSONBody {
+    package static func encode(_ value: some Encodable) -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return ByteBuffer(bytes: data)
+    }
+}

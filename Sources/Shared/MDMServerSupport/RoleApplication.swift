@@ -1,0 +1,93 @@
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// Assembles a role's Hummingbird application the same way for every role: its router, its
+/// PostgreSQL pool as a lifecycle service, and a start-up gate on the schema version.
+package enum RoleApplication {
+    package static func make<Context: RequestContext>(
+        router: Router<Context>,
+        server: ServerConfiguration,
+        database: PostgresClient,
+        services: [any Service] = [],
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void
+    ) -> some ApplicationProtocol where Context: InitializableFromSource<ApplicationRequestContextSource> {
+        var app = Application(
+            router: router,
+            configuration: .init(address: .hostname(server.host, port: server.port), serverName: nil),
+            services: [database] + services,
+            onServerRunning: { channel in
+                await onServerRunning(channel.localAddress?.port ?? server.port)
+            },
+            logger: logger
+        )
+        let timeout = server.databaseStartupTimeout
+        app.beforeServerStarts {
+            try await Database.awaitCurrentSchema(client: database, timeout: timeout, logger: logger)
+        }
+        return app
+    }
+}
+
+/// The body of every role's `main`: settings, logging, build, run until SIGTERM/SIGINT.
+package enum RoleMain {
+    /// - Parameter subcommands: one-shot commands (`APIService migrate`) run instead of serving.
+    package static func run<App: ApplicationProtocol>(
+        role: String,
+        subcommands: [String: @Sendable (Settings, Logger) async throws -> Void] = [:],
+        build: (Settings, Logger) async throws -> App
+    ) async throws {
+        let settings: Settings
+        do {
+            settings = try Settings.fromProcess()
+            let unknown = settings.unknownFlags(known: SettingCatalogue.names)
+            if !unknown.isEmpty {
+                throw ConfigurationError(setting: unknown.joined(separator: ", "), problem: "unknown option")
+            }
+        } catch {
+            fail("\(error)")
+        }
+        let logger = LogSetup.bootstrap(role: role, settings: settings)
+        if let name = settings.arguments.first {
+            guard let subcommand = subcommands[name], settings.arguments.count == 1 else {
+                fail("unknown command: \(settings.arguments.joined(separator: " "))")
+            }
+            do {
+                try await subcommand(settings, logger)
+                return
+            } catch {
+                fail("\(name) failed: \(error)")
+            }
+        }
+        let app: App
+        do {
+            app = try await build(settings, logger)
+        } catch {
+            fail("\(error)")
+        }
+        try await app.runService()
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("\(message)\n".utf8))
+        exit(2)
+    }
+}
+
+/// Logging for a role process.
+package enum LogSetup {
+    package static func bootstrap(role: String, settings: Settings) -> Logger {
+        let level = Logger.Level(rawValue: settings.string("MDM_LOG_LEVEL", default: "info").lowercased()) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "swiftmdm.\(role)")
+        logger.logLevel = level
+        return logger
+    }
+}

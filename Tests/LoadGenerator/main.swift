@@ -1,0 +1,238 @@
+import AsyncHTTPClient
+import Foundation
+import MDMTestSupport
+import NIOCore
+
+// mdm-loadgen: simulates N devices with their own identities against a running SwiftMDM
+// (for example `deploy/local/stack up`), and reports requests/s and latency percentiles for
+// enrolment, Idle polls and queue draining. Settings default to `.stack/stack.env` values.
+
+struct Options {
+    var checkinURL: String
+    var commandURL: String
+    var apiURL: String
+    var apiKey: String
+    var caCert: String
+    var caKey: String
+    var devices = 16
+    var commands = 20
+    var history = 0
+    var idlePolls = 200
+
+    static let usage = """
+        usage: mdm-loadgen [--devices N] [--commands K] [--history H] [--idle-polls P]
+                           [--checkin-url U] [--command-url U] [--api-url U] [--api-key K]
+                           [--ca-cert PEM] [--ca-key PEM]
+        URLs, key and CA default to MDM_CHECKIN_URL, MDM_COMMAND_URL, MDM_API_URL, MDM_API_KEY,
+        MDM_CA_CERT, MDM_CA_KEY (source .stack/stack.env).
+          --devices     simulated devices, each polling in its own task (default 16)
+          --commands    commands queued to every device and drained with Acknowledged (default 20)
+          --history     acknowledged commands per device before measuring (default 0)
+          --idle-polls  Idle polls per device (default 200)
+        """
+
+    init(arguments: [String], environment: [String: String]) throws {
+        var values: [String: String] = [:]
+        var index = 0
+        while index < arguments.count {
+            let name = arguments[index]
+            guard name.hasPrefix("--"), index + 1 < arguments.count else { throw LoadError.usage(name) }
+            values[String(name.dropFirst(2))] = arguments[index + 1]
+            index += 2
+        }
+        func value(_ flag: String, _ env: String) throws -> String {
+            guard let value = values[flag] ?? environment[env] else { throw LoadError.missing(flag, env) }
+            return value
+        }
+        func number(_ flag: String, _ defaultValue: Int) throws -> Int {
+            guard let raw = values[flag] else { return defaultValue }
+            guard let parsed = Int(raw), parsed >= 0 else { throw LoadError.usage("--\(flag) \(raw)") }
+            return parsed
+        }
+        checkinURL = try value("checkin-url", "MDM_CHECKIN_URL")
+        commandURL = try value("command-url", "MDM_COMMAND_URL")
+        apiURL = try value("api-url", "MDM_API_URL")
+        apiKey = try value("api-key", "MDM_API_KEY")
+        caCert = try value("ca-cert", "MDM_CA_CERT")
+        caKey = try value("ca-key", "MDM_CA_KEY")
+        devices = max(1, try number("devices", devices))
+        commands = try number("commands", commands)
+        history = try number("history", history)
+        idlePolls = try number("idle-polls", idlePolls)
+    }
+}
+
+enum LoadError: Error, CustomStringConvertible {
+    case usage(String)
+    case missing(String, String)
+    case failed(String)
+
+    var description: String {
+        switch self {
+        case .usage(let argument): "bad argument \(argument)\n\(Options.usage)"
+        case .missing(let flag, let env): "--\(flag) or \(env) is required\n\(Options.usage)"
+        case .failed(let detail): detail
+        }
+    }
+}
+
+/// Latencies of one phase, and how long the phase took end to end.
+struct PhaseResult {
+    var name: String
+    var latencies: [Duration]
+    var elapsed: Duration
+
+    func line() -> String {
+        let sorted = latencies.sorted()
+        func percentile(_ p: Double) -> String {
+            guard !sorted.isEmpty else { return "-" }
+            let index = min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)
+            return String(format: "%.2f ms", sorted[max(0, index)].milliseconds)
+        }
+        let rate = Double(latencies.count) / max(elapsed.seconds, 1e-9)
+        return "\(name.padding(toLength: 22, withPad: " ", startingAt: 0)) "
+            + "requests=\(latencies.count)  rate=\(String(format: "%.0f", rate))/s  "
+            + "p50=\(percentile(0.50))  p99=\(percentile(0.99))"
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var milliseconds: Double { seconds * 1000 }
+}
+
+struct LoadGenerator {
+    var options: Options
+    var http: HTTPClient
+
+    func run() async throws {
+        let ca = try TestCertificateAuthority(
+            certificatePEM: String(contentsOfFile: options.caCert, encoding: .utf8),
+            privateKeyPEM: String(contentsOfFile: options.caKey, encoding: .utf8)
+        )
+        let devices = try (0..<options.devices).map { index in
+            let udid = "LOAD-\(index)-\(UUID().uuidString)"
+            return SimulatedDevice(
+                udid: udid,
+                identity: try ca.issueDeviceIdentity(commonName: udid, keyKind: .p256),
+                checkinURL: options.checkinURL,
+                commandURL: options.commandURL,
+                httpClient: http
+            )
+        }
+        print("devices=\(options.devices) commands=\(options.commands) history=\(options.history) idle-polls=\(options.idlePolls)")
+        print(try await phase("enrol", devices) { device in
+            var latencies: [Duration] = []
+            for step in [device.authenticate, { try await device.tokenUpdate() }] {
+                let start = ContinuousClock.now
+                let reply = try await step()
+                latencies.append(ContinuousClock.now - start)
+                guard reply.status == 200 else { throw LoadError.failed("enrol answered \(reply.status)") }
+            }
+            return latencies
+        }.line())
+
+        if options.history > 0 {
+            try await enqueue(count: options.history, to: devices, label: "history")
+            print(try await phase("history (drain)", devices) { try await drain($0) }.line())
+        }
+        if options.idlePolls > 0 {
+            print(try await phase("idle polls", devices) { device in
+                var latencies: [Duration] = []
+                for _ in 0..<options.idlePolls {
+                    let start = ContinuousClock.now
+                    let reply = try await device.idle()
+                    latencies.append(ContinuousClock.now - start)
+                    guard reply.status == 200, reply.body.isEmpty else {
+                        throw LoadError.failed("idle answered \(reply.status) with \(reply.body.count) bytes")
+                    }
+                }
+                return latencies
+            }.line())
+        }
+        if options.commands > 0 {
+            let start = ContinuousClock.now
+            try await enqueue(count: options.commands, to: devices, label: "load")
+            let enqueueTime = ContinuousClock.now - start
+            print(
+                "enqueue".padding(toLength: 22, withPad: " ", startingAt: 0)
+                    + " commands=\(options.commands) targets=\(devices.count)  "
+                    + String(format: "%.1f ms per command", enqueueTime.milliseconds / Double(options.commands))
+            )
+            print(try await phase("drain (ack polls)", devices) { try await drain($0, expect: options.commands) }.line())
+        }
+    }
+
+    /// Idle, then Acknowledged for every command returned, until the queue is empty.
+    func drain(_ device: SimulatedDevice, expect: Int? = nil) async throws -> [Duration] {
+        var latencies: [Duration] = []
+        var start = ContinuousClock.now
+        var reply = try await device.idle()
+        latencies.append(ContinuousClock.now - start)
+        var drained = 0
+        while let uuid = try reply.commandUUID() {
+            drained += 1
+            start = ContinuousClock.now
+            reply = try await device.acknowledge(uuid)
+            latencies.append(ContinuousClock.now - start)
+        }
+        if let expect, drained != expect {
+            throw LoadError.failed("\(device.udid) drained \(drained) commands, expected \(expect)")
+        }
+        return latencies
+    }
+
+    func enqueue(count: Int, to devices: [SimulatedDevice], label: String) async throws {
+        let ids = devices.map(\.udid).joined(separator: ",")
+        for index in 0..<count {
+            let body = """
+                <?xml version="1.0" encoding="UTF-8"?>
+                <plist version="1.0"><dict><key>CommandUUID</key><string>\(label)-\(index)-\(UUID().uuidString)</string>
+                <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict></dict></plist>
+                """
+            var request = HTTPClientRequest(url: "\(options.apiURL)/v1/enqueue/\(ids)?nopush=1")
+            request.method = .PUT
+            request.headers.add(name: "Authorization", value: "Bearer \(options.apiKey)")
+            request.body = .bytes(ByteBuffer(string: body))
+            let response = try await http.execute(request, timeout: .seconds(60))
+            _ = try await response.body.collect(upTo: 16 * 1024 * 1024)
+            guard response.status == .ok else { throw LoadError.failed("enqueue answered \(response.status.code)") }
+        }
+    }
+
+    /// Runs `work` for every device at once and gathers the latencies.
+    func phase(_ name: String, _ devices: [SimulatedDevice], _ work: @escaping @Sendable (SimulatedDevice) async throws -> [Duration])
+        async throws -> PhaseResult
+    {
+        let start = ContinuousClock.now
+        let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+            for device in devices { group.addTask { try await work(device) } }
+            var all: [Duration] = []
+            for try await some in group { all.append(contentsOf: some) }
+            return all
+        }
+        return PhaseResult(name: name, latencies: latencies, elapsed: ContinuousClock.now - start)
+    }
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(Options.usage)
+    exit(0)
+}
+do {
+    let options = try Options(arguments: arguments, environment: ProcessInfo.processInfo.environment)
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, options.devices))
+    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    do {
+        try await LoadGenerator(options: options, http: http).run()
+        try await http.shutdown()
+    } catch {
+        try? await http.shutdown()
+        throw error
+    }
+} catch {
+    FileHandle.standardError.write(Data("mdm-loadgen: \(error)\n".utf8))
+    exit(1)
+}

@@ -1,0 +1,193 @@
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import MDMServerSupport
+import MDMTestSupport
+import NIOCore
+import Testing
+
+@testable import APIService
+@testable import CheckinService
+@testable import CommandService
+
+/// Runs `app` on an ephemeral loopback port while `body` runs, then shuts it down.
+func withRunningApplication<T: Sendable>(
+    _ build: (@escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol,
+    _ body: (Int) async throws -> T
+) async throws -> T {
+    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+    let app = try build { port in continuation.yield(port) }
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await app.run() }
+        defer { group.cancelAll() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw TestStackError.serverDidNotStart }
+        return try await body(port)
+    }
+}
+
+enum TestStackError: Error {
+    case serverDidNotStart
+}
+
+/// A whole SwiftMDM minus the push path, in this process: CheckinService, CommandService and
+/// APIService on their own loopback ports, a fresh migrated PostgreSQL database, a test CA.
+struct TestStack: Sendable {
+    var checkinURL: String
+    var commandURL: String
+    var apiURL: String
+    var apiKey: String
+    var ca: TestCertificateAuthority
+    var database: TestDatabase
+
+    static let logger: Logger = {
+        var logger = Logger(label: "swiftmdm.test")
+        logger.logLevel = ProcessInfo.processInfo.environment["MDM_TEST_LOG_LEVEL"].flatMap(Logger.Level.init) ?? .critical
+        return logger
+    }()
+
+    struct Options: Sendable {
+        var identity: DeviceIdentityConfiguration?
+        var declarativeManagement: DeclarativeManagementConfiguration?
+        var zeroLengthChallenge = false
+        var tokenHandlers: [String: any GetTokenHandler] = [:]
+        var maxBodyBytes = ServerConfiguration.defaultMaxBodyBytes
+        var retro = false
+    }
+
+    /// Starts the stack, runs `body`, tears everything down (the database too).
+    static func with<T: Sendable>(options: Options = Options(), _ body: (TestStack) async throws -> T) async throws -> T {
+        let database = try await TestDatabase.create(logger: logger)
+        let ca = try TestCertificateAuthority.make()
+        var identity = options.identity ?? DeviceIdentityConfiguration(trustRoots: [ca.certificate])
+        identity.retro = options.retro || identity.retro
+        let server = ServerConfiguration(
+            host: "127.0.0.1",
+            port: 0,
+            databaseURL: database.url,
+            databasePoolSize: 8,
+            maxBodyBytes: options.maxBodyBytes
+        )
+        let apiKey = "test-api-key-\(UUID().uuidString)"
+        do {
+            let result = try await withRunningApplication({ running in
+                try buildCheckinApplication(
+                    configuration: CheckinConfiguration(
+                        server: server,
+                        identity: identity,
+                        declarativeManagement: options.declarativeManagement,
+                        userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge
+                    ),
+                    logger: logger,
+                    tokenHandlers: options.tokenHandlers,
+                    onServerRunning: running
+                )
+            }) { checkinPort in
+                try await withRunningApplication({ running in
+                    try buildCommandApplication(
+                        configuration: CommandConfiguration(server: server, identity: identity),
+                        logger: logger,
+                        onServerRunning: running
+                    )
+                }) { commandPort in
+                    try await withRunningApplication({ running in
+                        try buildAPIApplication(
+                            configuration: APIConfiguration(server: server, apiKey: apiKey),
+                            logger: logger,
+                            onServerRunning: running
+                        )
+                    }) { apiPort in
+                        let stack = TestStack(
+                            checkinURL: "http://127.0.0.1:\(checkinPort)/checkin",
+                            commandURL: "http://127.0.0.1:\(commandPort)/mdm",
+                            apiURL: "http://127.0.0.1:\(apiPort)",
+                            apiKey: apiKey,
+                            ca: ca,
+                            database: database
+                        )
+                        return try await body(stack)
+                    }
+                }
+            }
+            try await database.drop()
+            return result
+        } catch {
+            try? await database.drop()
+            throw error
+        }
+    }
+
+    /// A new simulated device whose identity the stack's CA issued.
+    func makeDevice(
+        udid: String = UUID().uuidString,
+        keyKind: TestKeyKind = .p256,
+        transport: DeviceTransport = .signature(.modern)
+    ) throws -> SimulatedDevice {
+        SimulatedDevice(
+            udid: udid,
+            identity: try ca.issueDeviceIdentity(commonName: udid, keyKind: keyKind),
+            checkinURL: checkinURL,
+            commandURL: commandURL,
+            transport: transport
+        )
+    }
+
+    // MARK: API calls
+
+    struct APIReply: Sendable {
+        var status: Int
+        var body: Data
+        var headers: [(String, String)]
+
+        func json() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        }
+    }
+
+    func api(
+        _ method: HTTPMethod,
+        _ path: String,
+        body: Data? = nil,
+        authorization: String? = "bearer"
+    ) async throws -> APIReply {
+        var request = HTTPClientRequest(url: apiURL + path)
+        request.method = method
+        switch authorization {
+        case "bearer": request.headers.add(name: "Authorization", value: "Bearer \(apiKey)")
+        case "basic":
+            let token = Data("nanomdm:\(apiKey)".utf8).base64EncodedString()
+            request.headers.add(name: "Authorization", value: "Basic \(token)")
+        case .some(let value): request.headers.add(name: "Authorization", value: value)
+        case .none: break
+        }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let data = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        return APIReply(
+            status: Int(response.status.code),
+            body: Data(data.readableBytesView),
+            headers: response.headers.map { ($0.name, $0.value) }
+        )
+    }
+
+    /// Enqueues `command` to `ids` and returns the reply, requiring success.
+    @discardableResult
+    func enqueue(_ command: Data, to ids: [String], query: String = "?nopush=1") async throws -> APIReply {
+        try await api(.PUT, "/v1/enqueue/" + ids.joined(separator: ",") + query, body: command)
+    }
+}
+
+/// Builds a command plist with a fresh (or given) UUID.
+func makeCommand(_ requestType: String = "ProfileList", uuid: String = UUID().uuidString, extra: [String: Any] = [:])
+    throws -> (uuid: String, plist: Data)
+{
+    var command: [String: Any] = ["RequestType": requestType]
+    command.merge(extra) { _, new in new }
+    let plist = try PropertyListSerialization.data(
+        fromPropertyList: ["CommandUUID": uuid, "Command": command],
+        format: .xml,
+        options: 0
+    )
+    return (uuid, plist)
+}
