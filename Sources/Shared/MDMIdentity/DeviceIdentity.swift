@@ -34,3 +34,13 @@ package enum DeviceIdentityError: Error, Sendable, Equatable {
     /// The certificate does not chain to a trusted CA, is expired, or lacks clientAuth.
     case untrustedCertificate(String)
 }
+
+/// Why a configured PEM bundle (trust roots, intermediates) could not be loaded.
+package enum CertificateBundleError: Error, Sendable, Equatable {
+    case unreadable(path: String, reason: String)
+    /// A `CERTIFICATE` block is unterminated or not valid base64.
+    case invalidPEM
+    case noCertificates
+    /// The block at `index` (0-based) is not a valid X.509 certificate.
+    case invalidCertificate(index: Int, reason: String)
+}
