@@ -26,7 +26,7 @@ struct EnqueueController: Sendable {
         )
         do {
             let result = try await handler.enqueue(enqueueRequest)
-            return Self.json(result, status: result.hasTargetErrors ? .multiStatus : .ok)
+            return Self.json(result, status: result.hasTargetErrors ? .init(code: 207, reasonPhrase: "Multi-Status") : .ok)
         } catch let error as MDMProtocolError {
             return Self.json(APIResult(commandError: error.reason), status: error.status)
         } catch let error as HTTPMappableError where error.status == .conflict {

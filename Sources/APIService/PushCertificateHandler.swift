@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import MDMServerSupport
 import MDMStorage
 import SwiftASN1

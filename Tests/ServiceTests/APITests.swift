@@ -145,7 +145,7 @@ struct APITests {
     }
 
     @Test func healthEndpointsAnswer() async throws {
-        try await TestStack.with { stack in
+        try await TestStack.with { (stack: TestStack) async throws in
             #expect(try await stack.api(.GET, "/livez", authorization: nil).status == 200)
             #expect(try await stack.api(.GET, "/readyz", authorization: nil).status == 200)
         }
@@ -171,7 +171,7 @@ enum PushCertificateFactory {
         let key = P256.Signing.PrivateKey()
         let privateKey = Certificate.PrivateKey(key)
         let notAfter = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 86400 * 365).rounded(.down))
-        let subject = try DistinguishedName([
+        let subject = DistinguishedName([
             RelativeDistinguishedName(
                 RelativeDistinguishedName.Attribute(type: PushCertificateHandler.userIDAttribute, utf8String: topic)
             ),

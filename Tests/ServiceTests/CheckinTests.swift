@@ -274,11 +274,11 @@ struct CheckinTests {
         try await TestStack.with(options: options) { stack in
             let device = try stack.makeDevice()
             try await device.enroll()
-            let big = try device.checkin([
+            let big = try await device.checkin([
                 "MessageType": "TokenUpdate", "UDID": device.udid, "Topic": "t", "PushMagic": "p",
                 "Token": Data(repeating: 7, count: 8192),
             ])
-            #expect(try await big.status == 413)
+            #expect(big.status == 413)
         }
     }
 
@@ -312,7 +312,7 @@ struct CheckinTests {
             // Simulates a migrated device: enrollment exists, no binding.
             #expect(try await device.authenticate().status == 200)
             try await stack.database.withClient { client in
-                _ = try await client.query("DELETE FROM cert_bindings", logger: TestStack.logger)
+                _ = try await client.query("DELETE FROM certificate_bindings", logger: TestStack.logger)
             }
             #expect(try await device.tokenUpdate().status == 200)
             var other = device

@@ -20,7 +20,7 @@ struct RoleHealthTests {
         defer { Task { try? await database.drop() } }
         try await withRunningApplication({ running in
             try buildPushApplication(configuration: PushConfiguration(server: server(database)), logger: TestStack.logger, onServerRunning: running)
-        }) { port in
+        }) { (port: Int) async throws in
             #expect(try await status("http://127.0.0.1:\(port)/livez") == 200)
             #expect(try await status("http://127.0.0.1:\(port)/readyz") == 200)
         }

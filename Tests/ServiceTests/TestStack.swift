@@ -5,6 +5,7 @@ import Logging
 import MDMServerSupport
 import MDMTestSupport
 import NIOCore
+import NIOHTTP1
 import Testing
 
 @testable import APIService
@@ -43,7 +44,7 @@ struct TestStack: Sendable {
 
     static let logger: Logger = {
         var logger = Logger(label: "swiftmdm.test")
-        logger.logLevel = ProcessInfo.processInfo.environment["MDM_TEST_LOG_LEVEL"].flatMap(Logger.Level.init) ?? .critical
+        logger.logLevel = ProcessInfo.processInfo.environment["MDM_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
         return logger
     }()
 

@@ -7,13 +7,13 @@ package enum Database {
     package static func makeClient(configuration: ServerConfiguration, logger: Logger) throws(ConfigurationError)
         -> PostgresClient
     {
-        var postgres: PostgresClient.Configuration
+        let url: DatabaseURL
         do {
-            postgres = try DatabaseURL.parse(configuration.databaseURL)
+            url = try DatabaseURL(configuration.databaseURL)
         } catch {
             throw ConfigurationError(setting: "MDM_DATABASE_URL", problem: "\(error)")
         }
-        postgres.options.maximumConnections = configuration.databasePoolSize
+        let postgres = url.configuration(maximumConnections: configuration.databasePoolSize)
         return PostgresClient(configuration: postgres, backgroundLogger: logger)
     }
 

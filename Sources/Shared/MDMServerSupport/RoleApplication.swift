@@ -38,7 +38,7 @@ package enum RoleMain {
     package static func run<App: ApplicationProtocol>(
         role: String,
         subcommands: [String: @Sendable (Settings, Logger) async throws -> Void] = [:],
-        build: (Settings, Logger) async throws -> App
+        build: @Sendable (Settings, Logger) async throws -> App
     ) async throws {
         let settings: Settings
         do {

@@ -215,24 +215,34 @@ struct LoadGenerator {
     }
 }
 
-let arguments = Array(CommandLine.arguments.dropFirst())
-if arguments.contains("--help") || arguments.contains("-h") {
-    print(Options.usage)
-    exit(0)
-}
-do {
-    let options = try Options(arguments: arguments, environment: ProcessInfo.processInfo.environment)
-    var configuration = HTTPClient.Configuration()
-    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, options.devices))
-    let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    do {
-        try await LoadGenerator(options: options, http: http).run()
-        try await http.shutdown()
-    } catch {
-        try? await http.shutdown()
-        throw error
+@main
+enum LoadGeneratorMain {
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(Options.usage)
+            return
+        }
+        do {
+            let options = try Options(arguments: arguments, environment: ProcessInfo.processInfo.environment)
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool = .init(
+                idleTimeout: .seconds(60),
+                concurrentHTTP1ConnectionsPerHostSoftLimit: max(8, options.devices)
+            )
+            let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            let outcome: Result<Void, any Error>
+            do {
+                try await LoadGenerator(options: options, http: http).run()
+                outcome = .success(())
+            } catch {
+                outcome = .failure(error)
+            }
+            try await http.shutdown()
+            try outcome.get()
+        } catch {
+            FileHandle.standardError.write(Data("mdm-loadgen: \(error)\n".utf8))
+            exit(1)
+        }
     }
-} catch {
-    FileHandle.standardError.write(Data("mdm-loadgen: \(error)\n".utf8))
-    exit(1)
 }
