@@ -1,0 +1,138 @@
+/// One numbered schema change. Applied migrations are immutable: change the schema by appending
+/// a new one, never by editing an applied one.
+package struct Migration: Sendable {
+    package var version: Int
+    package var name: String
+    /// Run in order inside one transaction. One statement per element: the extended query
+    /// protocol takes a single statement per query.
+    package var statements: [String]
+}
+
+extension Migration {
+    /// Every migration, in version order.
+    package static let all: [Migration] = [
+        Migration(version: 1, name: "initial", statements: initialSchema)
+    ]
+}
+
+// Raw Apple messages and commands are `bytea`: they are returned to devices byte for byte and
+// may be binary plists. Identifiers are opaque and compared verbatim, so they use the "C"
+// collation: byte-wise comparison keeps their indexes cheap whatever the database's locale.
+private let initialSchema: [String] = [
+    """
+    CREATE TABLE devices (
+        id text COLLATE "C" PRIMARY KEY,
+        serial_number text,
+        identity_cert bytea,
+        authenticate bytea,
+        authenticate_at timestamptz,
+        unlock_token bytea,
+        unlock_token_at timestamptz,
+        bootstrap_token bytea,
+        bootstrap_token_at timestamptz,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX devices_serial_number_idx ON devices (serial_number)",
+    // `device_id` is the device-channel ID (a UDID, or the EnrollmentID of a User Enrollment).
+    // User channels carry their user's names here instead of in a separate table. Every poll
+    // moves `last_seen_at` (not indexed): free space per page keeps those updates HOT.
+    """
+    CREATE TABLE enrollments (
+        id text COLLATE "C" PRIMARY KEY,
+        device_id text COLLATE "C" NOT NULL REFERENCES devices (id),
+        type text NOT NULL,
+        parent_id text COLLATE "C",
+        user_id text,
+        user_short_name text,
+        user_long_name text,
+        topic text,
+        push_magic text,
+        token_hex text,
+        enabled boolean NOT NULL DEFAULT false,
+        token_update_tally integer NOT NULL DEFAULT 0,
+        token_update bytea,
+        token_update_at timestamptz,
+        last_seen_at timestamptz,
+        push_unregistered_at timestamptz,
+        push_error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    ) WITH (fillfactor = 80)
+    """,
+    "CREATE INDEX enrollments_device_id_idx ON enrollments (device_id)",
+    // A certificate hash belongs to one device only; a device may hold several hashes.
+    """
+    CREATE TABLE certificate_bindings (
+        sha256 bytea PRIMARY KEY CHECK (length(sha256) = 32),
+        device_id text COLLATE "C" NOT NULL REFERENCES devices (id),
+        created_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    "CREATE INDEX certificate_bindings_device_id_idx ON certificate_bindings (device_id)",
+    """
+    CREATE TABLE commands (
+        command_uuid text COLLATE "C" PRIMARY KEY,
+        request_type text NOT NULL,
+        command bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    // `seq` orders delivery: strict FIFO for equal priority, even within one millisecond.
+    // No foreign keys: a fan-out inserts 100k entries at once and per-row checks would cost a
+    // third of it. The enqueue statement inserts entries only for enrollments it has just joined
+    // and the command it has just inserted, and enrollments and commands are never deleted.
+    """
+    CREATE TABLE queue_entries (
+        enrollment_id text COLLATE "C" NOT NULL,
+        command_uuid text COLLATE "C" NOT NULL,
+        seq bigint GENERATED ALWAYS AS IDENTITY,
+        priority smallint NOT NULL DEFAULT 0,
+        state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'inactive')),
+        not_now_at timestamptz,
+        not_now_count integer NOT NULL DEFAULT 0,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (enrollment_id, command_uuid)
+    )
+    """,
+    // Only pending entries are in the lookup path, so choosing the next command costs the same
+    // however long a device's history grows.
+    """
+    CREATE INDEX queue_entries_pending_idx ON queue_entries (enrollment_id, priority DESC, seq)
+        WHERE state = 'pending'
+    """,
+    """
+    CREATE TABLE command_results (
+        enrollment_id text COLLATE "C" NOT NULL,
+        command_uuid text COLLATE "C" NOT NULL,
+        status text NOT NULL,
+        result bytea NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (enrollment_id, command_uuid),
+        FOREIGN KEY (enrollment_id, command_uuid) REFERENCES queue_entries (enrollment_id, command_uuid)
+    )
+    """,
+    // Push intent, recorded in the same statement as the queue entries so a push can be
+    // re-driven after a bus outage. Rows are transient, so no foreign key slows the fan-out.
+    """
+    CREATE TABLE push_outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        enrollment_id text COLLATE "C" NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    // `private_key` is bytes so it can hold an encrypted key once encryption at rest is on.
+    """
+    CREATE TABLE push_certificates (
+        topic text COLLATE "C" PRIMARY KEY,
+        certificate_pem text NOT NULL,
+        private_key bytea NOT NULL,
+        not_after timestamptz NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+]

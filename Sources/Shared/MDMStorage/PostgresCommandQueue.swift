@@ -1,0 +1,246 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+
+/// `CommandQueue` on PostgreSQL. Enqueue and poll are each a single statement (one round trip),
+/// prepared once per connection.
+package struct PostgresCommandQueue: CommandQueue {
+    private let client: PostgresClient
+    private let logger: Logger
+
+    package init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// When no target is known, nothing is stored (not even the command), so the same
+    /// CommandUUID can be enqueued again once its targets exist.
+    package func enqueue(
+        _ command: NewCommand,
+        to enrollmentIDs: [String],
+        recordPushIntent: Bool
+    ) async throws -> EnqueueOutcome {
+        let statement = EnqueueStatement(command: command, targets: enrollmentIDs, recordPushIntent: recordPushIntent)
+        let rows = try await client.execute(statement, logger: logger)
+        var result: EnqueueStatement.Row?
+        for try await row in rows {
+            result = row
+        }
+        guard let (duplicate, queuedIDs) = result, !duplicate else {
+            throw StorageError.duplicateCommand(command.commandUUID)
+        }
+        let queued = Set(queuedIDs)
+        var seen: Set<String> = []
+        var outcome = EnqueueOutcome(queued: [], unknown: [])
+        for id in enrollmentIDs where seen.insert(id).inserted {
+            if queued.contains(id) {
+                outcome.queued.append(id)
+            } else {
+                outcome.unknown.append(id)
+            }
+        }
+        return outcome
+    }
+
+    package func recordPushIntent(enrollmentIDs: [String]) async throws -> [String] {
+        let recorded = try await client.query(
+            """
+            WITH recorded AS (
+                INSERT INTO push_outbox (enrollment_id)
+                SELECT id FROM enrollments WHERE id IN (SELECT unnest(\(enrollmentIDs)::text[]))
+                RETURNING enrollment_id
+            )
+            SELECT ARRAY(SELECT enrollment_id FROM recorded)
+            """,
+            logger: logger
+        ).first(decoding: [String].self)
+        let known = Set(recorded ?? [])
+        var seen: Set<String> = []
+        return enrollmentIDs.filter { !known.contains($0) && seen.insert($0).inserted }
+    }
+
+    package func poll(_ poll: CommandPoll) async throws -> CommandPollOutcome {
+        let statement = PollStatement(poll)
+        let first = try await execute(statement)
+        let decision = CertificateBindings.decision(
+            boundDeviceID: first.boundDeviceID,
+            deviceChannelID: poll.deviceChannelID
+        )
+        switch decision {
+        case .allowed:
+            return .next(first.next)
+        case .boundToAnotherDevice:
+            return .refused(decision)
+        case .notBound:
+            guard poll.retro else { return .refused(decision) }
+            let bound = try await CertificateBindings.bindOnFirstSight(
+                statement.certificateHash,
+                deviceChannelID: poll.deviceChannelID,
+                client: client,
+                logger: logger
+            )
+            guard bound == .allowed else { return .refused(bound) }
+            return .next(try await execute(statement).next)
+        }
+    }
+
+    private func execute(_ statement: PollStatement) async throws -> (boundDeviceID: String?, next: QueuedCommand?) {
+        for try await (boundDeviceID, commandUUID, plist) in try await client.execute(statement, logger: logger) {
+            guard let commandUUID, let plist else { return (boundDeviceID, nil) }
+            return (boundDeviceID, QueuedCommand(commandUUID: commandUUID, plist: plist))
+        }
+        return (nil, nil)
+    }
+}
+
+/// Inserts the command, one queue entry per known target and (optionally) one push outbox row
+/// per queued target. The targets travel as one `text[]`, so any number fits in one statement.
+///
+/// The command is inserted only when some target exists. A duplicate is a CommandUUID that
+/// could not be inserted although it should have been, or that already existed.
+package struct EnqueueStatement: PostgresPreparedStatement {
+    package static let name = "mdm_enqueue_v1"
+    package static let bindingDataTypes: [PostgresDataType] = [.text, .text, .bytea, .int2, .textArray, .bool]
+    package static let sql = """
+        WITH known AS (
+            SELECT id FROM enrollments WHERE id IN (SELECT unnest($5::text[]))
+        ),
+        command AS (
+            INSERT INTO commands (command_uuid, request_type, command)
+            SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM known)
+            ON CONFLICT (command_uuid) DO NOTHING
+            RETURNING command_uuid
+        ),
+        queued AS (
+            INSERT INTO queue_entries (enrollment_id, command_uuid, priority)
+            SELECT known.id, command.command_uuid, $4 FROM known CROSS JOIN command
+            RETURNING enrollment_id
+        ),
+        pushes AS (
+            INSERT INTO push_outbox (enrollment_id)
+            SELECT enrollment_id FROM queued WHERE $6
+        )
+        SELECT
+            NOT EXISTS (SELECT 1 FROM command)
+                AND (EXISTS (SELECT 1 FROM known) OR EXISTS (SELECT 1 FROM commands WHERE command_uuid = $1)),
+            ARRAY(SELECT enrollment_id FROM queued)
+        """
+
+    package typealias Row = (Bool, [String])
+
+    var command: NewCommand
+    var targets: [String]
+    var recordPushIntent: Bool
+
+    package init(command: NewCommand, targets: [String], recordPushIntent: Bool) {
+        self.command = command
+        self.targets = targets
+        self.recordPushIntent = recordPushIntent
+    }
+
+    package func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 6)
+        bindings.append(command.commandUUID)
+        bindings.append(command.requestType)
+        try bindings.append(command.plist)
+        bindings.append(command.priority)
+        bindings.append(targets)
+        bindings.append(recordPushIntent)
+        return bindings
+    }
+
+    package func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
+    }
+}
+
+/// A device report and the choice of its next command, in one statement:
+/// 1. the binding check (the hash must be bound to the device channel) gates every change;
+/// 2. `last_seen_at` moves; a final status stores the result and retires the pending entry;
+///    NotNow is counted on the pending entry; a CommandUUID with no pending entry changes nothing;
+/// 3. the next entry is the first pending one by `priority DESC, seq`. Changes made by the CTEs
+///    are invisible to this statement's reads, so the reported command is excluded explicitly,
+///    and after a NotNow only entries never answered with NotNow qualify.
+///
+/// The result row carries the device the hash is bound to, so the caller can tell a refusal.
+package struct PollStatement: PostgresPreparedStatement {
+    package static let name = "mdm_poll_v1"
+    package static let bindingDataTypes: [PostgresDataType] = [.text, .text, .bytea, .text, .text, .bytea]
+    package static let sql = """
+        WITH binding AS (
+            SELECT device_id FROM certificate_bindings WHERE sha256 = $3
+        ),
+        allowed AS (
+            SELECT 1 FROM binding WHERE device_id = $2
+        ),
+        seen AS (
+            UPDATE enrollments SET last_seen_at = now()
+            WHERE id = $1 AND EXISTS (SELECT 1 FROM allowed)
+        ),
+        retired AS (
+            UPDATE queue_entries SET state = 'done', updated_at = now()
+            WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
+                AND $4 NOT IN ('Idle', 'NotNow') AND EXISTS (SELECT 1 FROM allowed)
+            RETURNING enrollment_id, command_uuid
+        ),
+        result AS (
+            INSERT INTO command_results (enrollment_id, command_uuid, status, result)
+            SELECT enrollment_id, command_uuid, $4, $6 FROM retired
+            ON CONFLICT (enrollment_id, command_uuid) DO UPDATE SET
+                status = excluded.status, result = excluded.result, updated_at = now()
+        ),
+        not_now AS (
+            UPDATE queue_entries SET
+                not_now_at = coalesce(not_now_at, now()), not_now_count = not_now_count + 1, updated_at = now()
+            WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
+                AND $4 = 'NotNow' AND EXISTS (SELECT 1 FROM allowed)
+        ),
+        next AS (
+            SELECT command_uuid FROM queue_entries
+            WHERE enrollment_id = $1 AND state = 'pending' AND EXISTS (SELECT 1 FROM allowed)
+                AND ($4 = 'Idle' OR $5 IS NULL OR command_uuid <> $5)
+                AND ($4 <> 'NotNow' OR not_now_count = 0)
+            ORDER BY priority DESC, seq
+            LIMIT 1
+        )
+        SELECT (SELECT device_id FROM binding), next.command_uuid, commands.command
+        FROM (SELECT 1) AS one
+        LEFT JOIN next ON true
+        LEFT JOIN commands ON commands.command_uuid = next.command_uuid
+        """
+
+    package typealias Row = (String?, String?, ByteBuffer?)
+
+    var enrollmentID: String
+    var deviceChannelID: String
+    var certificateHash: ByteBuffer
+    var status: String
+    var commandUUID: String?
+    var rawReport: Data?
+
+    package init(_ poll: CommandPoll) {
+        self.enrollmentID = poll.enrollmentID
+        self.deviceChannelID = poll.deviceChannelID
+        self.certificateHash = ByteBuffer(bytes: poll.certificateHash)
+        self.status = poll.status
+        self.commandUUID = poll.commandUUID
+        // Only final statuses store the report; Idle and NotNow need not ship it.
+        self.rawReport = poll.status == "Idle" || poll.status == "NotNow" ? nil : poll.rawReport
+    }
+
+    package func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 6)
+        bindings.append(enrollmentID)
+        bindings.append(deviceChannelID)
+        bindings.append(certificateHash)
+        bindings.append(status)
+        bindings.append(commandUUID)
+        try bindings.append(rawReport)
+        return bindings
+    }
+
+    package func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
+    }
+}

@@ -1,0 +1,329 @@
+import Foundation
+import MDMStorage
+import MDMTestSupport
+import NIOCore
+import PostgresNIO
+import Testing
+
+@Suite(.enabled(if: TestDatabase.isEnabled, "set MDM_TEST_DATABASE_URL or run deploy/local/test"))
+struct CommandQueuePollTests {
+    @Test
+    func idleReturnsTheFirstQueuedCommand() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            #expect(try await storage.next(device) == nil)
+            try await storage.enqueue("CMD-1", to: [device])
+            try await storage.enqueue("CMD-2", to: [device])
+            #expect(try await storage.next(device) == "CMD-1")
+            // Idle stores nothing: the same command again.
+            #expect(try await storage.next(device) == "CMD-1")
+            #expect(try await storage.count("SELECT count(*) FROM command_results") == 0)
+        }
+    }
+
+    @Test
+    func commandsEnqueuedInTheSameMillisecondAreDeliveredInEnqueueOrder() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            let uuids = ["CMD-E", "CMD-B", "CMD-D", "CMD-A", "CMD-C"]
+            for uuid in uuids {
+                try await storage.enqueue(uuid, to: [device])
+            }
+            // Equal timestamps leave the order to the sequence alone.
+            try await client.query("UPDATE queue_entries SET created_at = '2024-01-01T00:00:00Z'")
+            #expect(try await storage.drain(device) == uuids)
+        }
+    }
+
+    @Test
+    func higherPriorityIsDeliveredFirst() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await storage.enqueue("LOW-1", to: [device], priority: -1)
+            try await storage.enqueue("NORMAL-1", to: [device])
+            try await storage.enqueue("HIGH-1", to: [device], priority: 10)
+            try await storage.enqueue("NORMAL-2", to: [device])
+            try await storage.enqueue("HIGH-2", to: [device], priority: 10)
+            #expect(try await storage.drain(device) == ["HIGH-1", "HIGH-2", "NORMAL-1", "NORMAL-2", "LOW-1"])
+        }
+    }
+
+    @Test(arguments: ["Acknowledged", "Error", "CommandFormatError"])
+    func finalStatusStoresResultRetiresEntryAndReturnsNext(status: String) async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await storage.enqueue("CMD-1", to: [device])
+            try await storage.enqueue("CMD-2", to: [device])
+            let report = Data("bplist00\u{0}\u{1}report".utf8)
+            let outcome = try await storage.poll(device, status: status, commandUUID: "CMD-1", report: report)
+            guard case .next(let next) = outcome else {
+                Issue.record("refused: \(outcome)")
+                return
+            }
+            #expect(next?.commandUUID == "CMD-2")
+            #expect(try await storage.queueState(device, "CMD-1") == "done")
+            #expect(
+                try await storage.value(
+                    "SELECT result FROM command_results WHERE enrollment_id = 'UDID-1' AND command_uuid = 'CMD-1'",
+                    as: Data.self
+                ) == report
+            )
+            #expect(
+                try await storage.value(
+                    "SELECT status FROM command_results WHERE command_uuid = 'CMD-1'", as: String.self)
+                    == status
+            )
+        }
+    }
+
+    @Test
+    func notNowDefersOnlyAnsweredEntriesUntilTheNextIdle() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await storage.enqueue("CMD-A", to: [device])
+            try await storage.enqueue("CMD-B", to: [device])
+            try await storage.enqueue("CMD-C", to: [device])
+
+            #expect(try await storage.next(device) == "CMD-A")
+            // After a NotNow, only entries never answered with NotNow qualify.
+            #expect(try await storage.next(device, status: "NotNow", commandUUID: "CMD-A") == "CMD-B")
+            #expect(try await storage.next(device, status: "NotNow", commandUUID: "CMD-B") == "CMD-C")
+            #expect(try await storage.next(device, status: "NotNow", commandUUID: "CMD-C") == nil)
+            // Idle makes NotNow entries eligible again, in order.
+            #expect(try await storage.next(device) == "CMD-A")
+            #expect(try await storage.next(device, status: "NotNow", commandUUID: "CMD-A") == nil)
+            // So does a final status.
+            #expect(try await storage.next(device) == "CMD-A")
+            #expect(try await storage.next(device, status: "Acknowledged", commandUUID: "CMD-A") == "CMD-B")
+            #expect(try await storage.next(device, status: "Acknowledged", commandUUID: "CMD-B") == "CMD-C")
+
+            #expect(
+                try await storage.value(
+                    "SELECT not_now_count FROM queue_entries WHERE command_uuid = 'CMD-C'",
+                    as: Int.self
+                ) == 1
+            )
+            #expect(
+                try await storage.count(
+                    """
+                    SELECT count(*) FROM queue_entries
+                    WHERE command_uuid = 'CMD-A' AND not_now_count = 2 AND not_now_at IS NOT NULL
+                    """
+                ) == 1
+            )
+            #expect(try await storage.count("SELECT count(*) FROM command_results") == 2)
+        }
+    }
+
+    @Test
+    func notNowKeepsTheFirstNotNowTime() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await storage.enqueue("CMD-A", to: [device])
+            _ = try await storage.next(device, status: "NotNow", commandUUID: "CMD-A")
+            try await client.query("UPDATE queue_entries SET not_now_at = '2024-01-01T00:00:00Z'")
+            _ = try await storage.next(device, status: "NotNow", commandUUID: "CMD-A")
+            #expect(
+                try await storage.count(
+                    "SELECT count(*) FROM queue_entries WHERE not_now_at = '2024-01-01T00:00:00Z' AND not_now_count = 2"
+                ) == 1
+            )
+        }
+    }
+
+    @Test
+    func reportForUnknownCommandIsAcceptedAndReturnsNext() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await storage.enqueue("CMD-1", to: [device])
+            #expect(try await storage.next(device, status: "Acknowledged", commandUUID: "NO-SUCH-COMMAND") == "CMD-1")
+            #expect(try await storage.next(device, status: "NotNow", commandUUID: "NO-SUCH-COMMAND") == "CMD-1")
+            #expect(try await storage.count("SELECT count(*) FROM command_results") == 0)
+        }
+    }
+
+    @Test
+    func reportForRetiredEntryIsAcceptedAndStoresNothing() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await storage.enqueue("CMD-1", to: [device])
+            try await storage.enqueue("CMD-2", to: [device])
+            #expect(try await storage.next(device, status: "Acknowledged", commandUUID: "CMD-1") == "CMD-2")
+            #expect(try await storage.next(device, status: "Error", commandUUID: "CMD-1") == "CMD-2")
+            #expect(
+                try await storage.value(
+                    "SELECT status FROM command_results WHERE command_uuid = 'CMD-1'", as: String.self)
+                    == "Acknowledged"
+            )
+        }
+    }
+
+    @Test
+    func commandBytesAreReturnedByteForByte() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            var plist = Array("bplist00".utf8)
+            plist += (0...255).map { UInt8($0) } + (0...255).reversed().map { UInt8($0) }
+            try await storage.enqueue("CMD-BINARY", to: [device], plist: Data(plist))
+            let outcome = try await storage.poll(device)
+            guard case .next(let command) = outcome, let command else {
+                Issue.record("no command: \(outcome)")
+                return
+            }
+            #expect(command.commandUUID == "CMD-BINARY")
+            #expect(command.plist.bytes == plist)
+        }
+    }
+
+    @Test
+    func unboundCertificateIsRefusedAndNothingIsStored() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            let other = try await storage.enrollDevice("UDID-2")
+            try await storage.enqueue("CMD-1", to: [device])
+            try await client.query("UPDATE enrollments SET last_seen_at = '2020-01-01Z'")
+
+            let stranger = StorageFixture.certificateHash("stranger")
+            for status in ["Idle", "Acknowledged", "NotNow"] {
+                let unbound = try await storage.poll(
+                    device, status: status, commandUUID: "CMD-1", certificateHash: stranger)
+                #expect(unbound == .refused(.notBound))
+                let foreign = try await storage.poll(
+                    device,
+                    status: status,
+                    commandUUID: "CMD-1",
+                    certificateHash: StorageFixture.certificateHash(of: other)
+                )
+                #expect(foreign == .refused(.boundToAnotherDevice))
+            }
+            #expect(try await storage.queueState(device, "CMD-1") == "pending")
+            #expect(try await storage.count("SELECT count(*) FROM command_results") == 0)
+            #expect(try await storage.count("SELECT count(*) FROM queue_entries WHERE not_now_count > 0") == 0)
+            #expect(try await storage.count("SELECT count(*) FROM enrollments WHERE last_seen_at > '2020-01-01Z'") == 0)
+        }
+    }
+
+    @Test
+    func pollMovesLastSeen() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await client.query("UPDATE enrollments SET last_seen_at = '2020-01-01Z'")
+            _ = try await storage.next(device)
+            #expect(try await storage.count("SELECT count(*) FROM enrollments WHERE last_seen_at > '2020-01-01Z'") == 1)
+        }
+    }
+
+    @Test
+    func retroPollBindsOnFirstSight() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            // A migrated device with an enrollment and a queue, but no identity binding yet.
+            try await client.query("INSERT INTO devices (id) VALUES ('MIGRATED')")
+            try await client.query(
+                "INSERT INTO enrollments (id, device_id, type, enabled) VALUES ('MIGRATED', 'MIGRATED', 'Device', true)"
+            )
+            let device = StorageFixture.device("MIGRATED")
+            try await storage.enqueue("CMD-1", to: [device])
+
+            #expect(try await storage.poll(device) == .refused(.notBound))
+            let outcome = try await storage.poll(device, status: "Idle", retro: true)
+            guard case .next(let command) = outcome else {
+                Issue.record("refused: \(outcome)")
+                return
+            }
+            #expect(command?.commandUUID == "CMD-1")
+            #expect(try await storage.next(device, status: "Acknowledged", commandUUID: "CMD-1") == nil)
+            #expect(try await storage.count("SELECT count(*) FROM command_results") == 1)
+            // Bound now: another certificate is not bound on sight.
+            let other = try await storage.poll(
+                device, certificateHash: StorageFixture.certificateHash("other"), retro: true)
+            #expect(other == .refused(.notBound))
+        }
+    }
+
+    @Test
+    func userChannelHasItsOwnQueue() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            let user = StorageFixture.user("501", of: "UDID-1")
+            try await storage.tokenUpdate(user)
+            try await storage.enqueue("CMD-DEVICE", to: [device])
+            try await storage.enqueue("CMD-USER", to: [user])
+            // The user channel presents the device channel's certificate.
+            #expect(try await storage.drain(user) == ["CMD-USER"])
+            #expect(try await storage.drain(device) == ["CMD-DEVICE"])
+        }
+    }
+
+    @Test
+    func pendingEntryIsFoundBehindAThousandRetiredOnes() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await client.query(
+                """
+                WITH commands AS (
+                    INSERT INTO commands (command_uuid, request_type, command)
+                    SELECT 'OLD-' || n, 'DeviceInformation', '\\x00'::bytea FROM generate_series(1, 1000) AS n
+                    RETURNING command_uuid
+                )
+                INSERT INTO queue_entries (enrollment_id, command_uuid, priority, state)
+                SELECT 'UDID-1', command_uuid, 100, 'done' FROM commands
+                """
+            )
+            try await storage.enqueue("CMD-NEW", to: [device])
+            #expect(try await storage.next(device) == "CMD-NEW")
+            #expect(try await storage.next(device, status: "Acknowledged", commandUUID: "CMD-NEW") == nil)
+        }
+    }
+
+    @Test
+    func nextCommandLookupUsesThePendingIndex() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await client.query(
+                """
+                WITH commands AS (
+                    INSERT INTO commands (command_uuid, request_type, command)
+                    SELECT 'OLD-' || n, 'DeviceInformation', '\\x00'::bytea FROM generate_series(1, 2000) AS n
+                    RETURNING command_uuid
+                )
+                INSERT INTO queue_entries (enrollment_id, command_uuid, state)
+                SELECT 'UDID-1', command_uuid, 'done' FROM commands
+                """
+            )
+            try await storage.enqueue("CMD-NEW", to: [device])
+            try await client.query("ANALYZE queue_entries")
+            var plan = ""
+            let poll = CommandPoll(
+                enrollmentID: "UDID-1",
+                deviceChannelID: "UDID-1",
+                certificateHash: StorageFixture.certificateHash(of: device),
+                status: "Idle",
+                commandUUID: nil,
+                rawReport: Data(),
+                retro: false
+            )
+            let explain = PostgresQuery(
+                unsafeSQL: "EXPLAIN " + PollStatement.sql, binds: try PollStatement(poll).makeBindings())
+            let rows = try await client.query(explain)
+            for try await line in rows.decode(String.self) {
+                plan += line + "\n"
+            }
+            #expect(plan.contains("queue_entries_pending_idx"), "\(plan)")
+        }
+    }
+}
