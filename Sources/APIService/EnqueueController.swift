@@ -26,7 +26,8 @@ struct EnqueueController: Sendable {
         )
         do {
             let result = try await handler.enqueue(enqueueRequest)
-            return Self.json(result, status: result.hasTargetErrors ? .init(code: 207, reasonPhrase: "Multi-Status") : .ok)
+            return Self.json(
+                result, status: result.hasTargetErrors ? .init(code: 207, reasonPhrase: "Multi-Status") : .ok)
         } catch let error as MDMProtocolError {
             return Self.json(APIResult(commandError: error.reason), status: error.status)
         } catch let error as HTTPMappableError where error.status == .conflict {
@@ -60,6 +61,8 @@ struct EnqueueController: Sendable {
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status) -> Response {
-        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: JSONBody.encode(value)))
+        Response(
+            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: JSONBody.encode(value))
+        )
     }
 }

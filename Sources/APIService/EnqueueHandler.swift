@@ -51,7 +51,8 @@ struct EnqueueHandler: Sendable {
         return result
     }
 
-    private static func statuses(_ ids: [String], _ result: (String) -> EnrollmentResult) -> [String: EnrollmentResult] {
+    private static func statuses(_ ids: [String], _ result: (String) -> EnrollmentResult) -> [String: EnrollmentResult]
+    {
         var statuses: [String: EnrollmentResult] = [:]
         for id in ids { statuses[id] = result(id) }
         return statuses

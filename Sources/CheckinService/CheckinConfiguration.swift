@@ -62,7 +62,10 @@ struct DeclarativeManagementConfiguration: Sendable {
     var hmacKey: [UInt8]?
     var timeout: Duration
 
-    init(baseURL: URL, headers: [(name: String, value: String)] = [], hmacKey: [UInt8]? = nil, timeout: Duration = .seconds(30)) {
+    init(
+        baseURL: URL, headers: [(name: String, value: String)] = [], hmacKey: [UInt8]? = nil,
+        timeout: Duration = .seconds(30)
+    ) {
         self.baseURL = baseURL
         self.headers = headers
         self.hmacKey = hmacKey

@@ -47,7 +47,8 @@ struct DeclarativeManagementClient: DeclarativeManagementForwarding {
         guard response.status == .ok else {
             throw CheckinError.declarativeManagementFailed("\(url.absoluteString) answered \(response.status.code)")
         }
-        return .forwarded(body: Data(reply.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
+        return .forwarded(
+            body: Data(reply.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
     }
 }
 

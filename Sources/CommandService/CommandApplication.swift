@@ -13,7 +13,8 @@ func buildCommandApplication(
     let router = Router()
     HealthController(checks: [.database(client, logger: logger)]).addRoutes(to: router)
     CommandController(
-        handler: CommandHandler(queue: PostgresCommandQueue(client: client, logger: logger), retro: configuration.identity.retro),
+        handler: CommandHandler(
+            queue: PostgresCommandQueue(client: client, logger: logger), retro: configuration.identity.retro),
         extractor: DeviceIdentityExtractor(configuration: configuration.identity),
         maxBodyBytes: configuration.server.maxBodyBytes
     ).addRoutes(to: router)

@@ -120,35 +120,39 @@ struct LoadGenerator {
                 httpClient: http
             )
         }
-        print("devices=\(options.devices) commands=\(options.commands) history=\(options.history) idle-polls=\(options.idlePolls)")
-        print(try await phase("enrol", devices) { device in
-            var latencies: [Duration] = []
-            for step in [device.authenticate, { try await device.tokenUpdate() }] {
-                let start = ContinuousClock.now
-                let reply = try await step()
-                latencies.append(ContinuousClock.now - start)
-                guard reply.status == 200 else { throw LoadError.failed("enrol answered \(reply.status)") }
-            }
-            return latencies
-        }.line())
+        print(
+            "devices=\(options.devices) commands=\(options.commands) history=\(options.history) idle-polls=\(options.idlePolls)"
+        )
+        print(
+            try await phase("enrol", devices) { device in
+                var latencies: [Duration] = []
+                for step in [device.authenticate, { try await device.tokenUpdate() }] {
+                    let start = ContinuousClock.now
+                    let reply = try await step()
+                    latencies.append(ContinuousClock.now - start)
+                    guard reply.status == 200 else { throw LoadError.failed("enrol answered \(reply.status)") }
+                }
+                return latencies
+            }.line())
 
         if options.history > 0 {
             try await enqueue(count: options.history, to: devices, label: "history")
             print(try await phase("history (drain)", devices) { try await drain($0) }.line())
         }
         if options.idlePolls > 0 {
-            print(try await phase("idle polls", devices) { device in
-                var latencies: [Duration] = []
-                for _ in 0..<options.idlePolls {
-                    let start = ContinuousClock.now
-                    let reply = try await device.idle()
-                    latencies.append(ContinuousClock.now - start)
-                    guard reply.status == 200, reply.body.isEmpty else {
-                        throw LoadError.failed("idle answered \(reply.status) with \(reply.body.count) bytes")
+            print(
+                try await phase("idle polls", devices) { device in
+                    var latencies: [Duration] = []
+                    for _ in 0..<options.idlePolls {
+                        let start = ContinuousClock.now
+                        let reply = try await device.idle()
+                        latencies.append(ContinuousClock.now - start)
+                        guard reply.status == 200, reply.body.isEmpty else {
+                            throw LoadError.failed("idle answered \(reply.status) with \(reply.body.count) bytes")
+                        }
                     }
-                }
-                return latencies
-            }.line())
+                    return latencies
+                }.line())
         }
         if options.commands > 0 {
             let start = ContinuousClock.now
@@ -159,7 +163,8 @@ struct LoadGenerator {
                     + " commands=\(options.commands) targets=\(devices.count)  "
                     + String(format: "%.1f ms per command", enqueueTime.milliseconds / Double(options.commands))
             )
-            print(try await phase("drain (ack polls)", devices) { try await drain($0, expect: options.commands) }.line())
+            print(
+                try await phase("drain (ack polls)", devices) { try await drain($0, expect: options.commands) }.line())
         }
     }
 
@@ -201,7 +206,10 @@ struct LoadGenerator {
     }
 
     /// Runs `work` for every device at once and gathers the latencies.
-    func phase(_ name: String, _ devices: [SimulatedDevice], _ work: @escaping @Sendable (SimulatedDevice) async throws -> [Duration])
+    func phase(
+        _ name: String, _ devices: [SimulatedDevice],
+        _ work: @escaping @Sendable (SimulatedDevice) async throws -> [Duration]
+    )
         async throws -> PhaseResult
     {
         let start = ContinuousClock.now

@@ -58,9 +58,10 @@ struct EnrollmentIdentityTests {
     }
 
     @Test func storedTypeStringsMatchNanoMDM() {
-        #expect(EnrollmentType.allCases.map(\.rawValue) == [
-            "Device", "User", "Shared iPad", "User Enrollment (Device)", "User Enrollment",
-        ])
+        #expect(
+            EnrollmentType.allCases.map(\.rawValue) == [
+                "Device", "User", "Shared iPad", "User Enrollment (Device)", "User Enrollment",
+            ])
         #expect(EnrollmentType.allCases.filter(\.isUserChannel) == [.user, .sharedIPad, .userEnrollment])
     }
 }

@@ -90,12 +90,16 @@ struct APITests {
             let command = try makeCommand()
             let none = try await stack.api(.PUT, "/v1/enqueue/x", body: command.plist, authorization: nil)
             #expect(none.status == 401)
-            #expect(none.headers.contains { $0.0.lowercased() == "www-authenticate" && $0.1 == "Basic realm=\"nanomdm\"" })
+            #expect(
+                none.headers.contains { $0.0.lowercased() == "www-authenticate" && $0.1 == "Basic realm=\"nanomdm\"" })
             let wrong = try await stack.api(.PUT, "/v1/enqueue/x", body: command.plist, authorization: "Bearer nope")
             #expect(wrong.status == 401)
             let wrongUser = Data("admin:\(stack.apiKey)".utf8).base64EncodedString()
-            #expect(try await stack.api(.PUT, "/v1/enqueue/x", body: command.plist, authorization: "Basic \(wrongUser)").status == 401)
-            #expect(try await stack.api(.PUT, "/v1/enqueue/x", body: command.plist, authorization: "basic").status == 207)
+            #expect(
+                try await stack.api(.PUT, "/v1/enqueue/x", body: command.plist, authorization: "Basic \(wrongUser)")
+                    .status == 401)
+            #expect(
+                try await stack.api(.PUT, "/v1/enqueue/x", body: command.plist, authorization: "basic").status == 207)
             #expect(try await stack.api(.GET, "/version", authorization: nil).status == 200)
         }
     }

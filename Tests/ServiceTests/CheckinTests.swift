@@ -203,7 +203,9 @@ struct CheckinTests {
         let router = Router()
         router.get("ddm/tokens") { request, _ in
             await recorder.record(request, body: Data())
-            return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: #"{"SyncTokens":{}}"#)))
+            return Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(string: #"{"SyncTokens":{}}"#)))
         }
         router.put("ddm/status") { request, _ in
             let body = try await request.body.collect(upTo: 1 << 20)
@@ -211,9 +213,13 @@ struct CheckinTests {
             return Response(status: .ok)
         }
         router.get("ddm/declaration-items") { _, _ in Response(status: .internalServerError) }
-        try await withRunningApplication({ running in
-            Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), onServerRunning: { await running($0.localAddress?.port ?? 0) })
-        }) { ddmPort in
+        let reporter = PortReporter()
+        let ddmServer = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { await reporter.report($0.localAddress?.port ?? 0) }
+        )
+        try await withRunningApplication(ddmServer, reporter: reporter) { ddmPort in
             var options = TestStack.Options()
             let base = try #require(URL(string: "http://127.0.0.1:\(ddmPort)/ddm"))
             options.declarativeManagement = DeclarativeManagementConfiguration(
@@ -248,11 +254,14 @@ struct CheckinTests {
                 #expect(get.headers["x-enrollment-id"] == device.udid)
                 #expect(get.headers["x-enrollment-type"] == "Device")
                 #expect(get.headers["authorization"] == "Bearer ddm-secret")
-                #expect(get.headers["x-hmac-signature"] == HMACSignature.base64(key: Array("hmac-key".utf8), body: Data()))
+                #expect(
+                    get.headers["x-hmac-signature"] == HMACSignature.base64(key: Array("hmac-key".utf8), body: Data()))
                 let statusRequest = try #require(seen.last)
                 #expect(statusRequest.method == "PUT")
                 #expect(statusRequest.body == status)
-                #expect(statusRequest.headers["x-hmac-signature"] == HMACSignature.base64(key: Array("hmac-key".utf8), body: status))
+                #expect(
+                    statusRequest.headers["x-hmac-signature"]
+                        == HMACSignature.base64(key: Array("hmac-key".utf8), body: status))
             }
         }
     }
@@ -286,7 +295,8 @@ struct CheckinTests {
         for escapedPEM in [false, true] {
             let ca = try TestCertificateAuthority.make()
             var options = TestStack.Options()
-            options.identity = DeviceIdentityConfiguration(mode: .header, certificateHeader: "X-Client-Cert", trustRoots: [ca.certificate])
+            options.identity = DeviceIdentityConfiguration(
+                mode: .header, certificateHeader: "X-Client-Cert", trustRoots: [ca.certificate])
             try await TestStack.with(options: options) { stack in
                 let device = SimulatedDevice(
                     identity: try ca.issueDeviceIdentity(commonName: "proxied"),

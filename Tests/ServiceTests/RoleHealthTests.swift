@@ -12,15 +12,20 @@ import Testing
 @Suite("Role start-up and health")
 struct RoleHealthTests {
     func server(_ database: TestDatabase) -> ServerConfiguration {
-        ServerConfiguration(host: "127.0.0.1", port: 0, databaseURL: database.url, databasePoolSize: 2, databaseStartupTimeout: 5)
+        ServerConfiguration(
+            host: "127.0.0.1", port: 0, databaseURL: database.url, databasePoolSize: 2, databaseStartupTimeout: 5)
     }
 
     @Test func pushServiceServesHealth() async throws {
         let database = try await TestDatabase.create(logger: TestStack.logger)
         defer { Task { try? await database.drop() } }
-        try await withRunningApplication({ running in
-            try buildPushApplication(configuration: PushConfiguration(server: server(database)), logger: TestStack.logger, onServerRunning: running)
-        }) { (port: Int) async throws in
+        let reporter = PortReporter()
+        let app = try buildPushApplication(
+            configuration: PushConfiguration(server: server(database)),
+            logger: TestStack.logger,
+            onServerRunning: reporter.report
+        )
+        try await withRunningApplication(app, reporter: reporter) { (port: Int) async throws in
             #expect(try await status("http://127.0.0.1:\(port)/livez") == 200)
             #expect(try await status("http://127.0.0.1:\(port)/readyz") == 200)
         }
@@ -34,9 +39,13 @@ struct RoleHealthTests {
             server: server(database),
             identity: DeviceIdentityConfiguration(trustRoots: [ca.certificate])
         )
-        try await withRunningApplication({ running in
-            try buildCommandApplication(configuration: configuration, logger: TestStack.logger, onServerRunning: running)
-        }) { port in
+        let reporter = PortReporter()
+        let app = try buildCommandApplication(
+            configuration: configuration,
+            logger: TestStack.logger,
+            onServerRunning: reporter.report
+        )
+        try await withRunningApplication(app, reporter: reporter) { port in
             #expect(try await status("http://127.0.0.1:\(port)/readyz") == 200)
             try await database.forgetLatestMigration()
             #expect(try await status("http://127.0.0.1:\(port)/readyz") == 503)
@@ -49,7 +58,8 @@ struct RoleHealthTests {
         try await database.forgetLatestMigration()
         let ca = try TestCertificateAuthority.make()
         let app = try buildCommandApplication(
-            configuration: CommandConfiguration(server: server(database), identity: DeviceIdentityConfiguration(trustRoots: [ca.certificate])),
+            configuration: CommandConfiguration(
+                server: server(database), identity: DeviceIdentityConfiguration(trustRoots: [ca.certificate])),
             logger: TestStack.logger
         )
         await #expect(throws: StorageError.self) { try await app.run() }

@@ -12,17 +12,30 @@ import Testing
 @testable import CheckinService
 @testable import CommandService
 
+/// Learns the port a server bound (tests bind port 0).
+struct PortReporter: Sendable {
+    let ports: AsyncStream<Int>
+    private let continuation: AsyncStream<Int>.Continuation
+
+    init() {
+        (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+    }
+
+    var report: @Sendable (Int) async -> Void {
+        { [continuation] port in continuation.yield(port) }
+    }
+}
+
 /// Runs `app` on an ephemeral loopback port while `body` runs, then shuts it down.
 func withRunningApplication<T: Sendable>(
-    _ build: (@escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol,
+    _ app: some ApplicationProtocol,
+    reporter: PortReporter,
     _ body: (Int) async throws -> T
 ) async throws -> T {
-    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-    let app = try build { port in continuation.yield(port) }
-    return try await withThrowingTaskGroup(of: Void.self) { group in
+    try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await app.run() }
         defer { group.cancelAll() }
-        var iterator = ports.makeAsyncIterator()
+        var iterator = reporter.ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw TestStackError.serverDidNotStart }
         return try await body(port)
     }
@@ -44,7 +57,9 @@ struct TestStack: Sendable {
 
     static let logger: Logger = {
         var logger = Logger(label: "swiftmdm.test")
-        logger.logLevel = ProcessInfo.processInfo.environment["MDM_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+        logger.logLevel =
+            ProcessInfo.processInfo.environment["MDM_TEST_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) }
+            ?? .critical
         return logger
     }()
 
@@ -58,7 +73,8 @@ struct TestStack: Sendable {
     }
 
     /// Starts the stack, runs `body`, tears everything down (the database too).
-    static func with<T: Sendable>(options: Options = Options(), _ body: (TestStack) async throws -> T) async throws -> T {
+    static func with<T: Sendable>(options: Options = Options(), _ body: (TestStack) async throws -> T) async throws -> T
+    {
         let database = try await TestDatabase.create(logger: logger)
         let ca = try TestCertificateAuthority.make()
         var identity = options.identity ?? DeviceIdentityConfiguration(trustRoots: [ca.certificate])
@@ -72,33 +88,33 @@ struct TestStack: Sendable {
         )
         let apiKey = "test-api-key-\(UUID().uuidString)"
         do {
-            let result = try await withRunningApplication({ running in
-                try buildCheckinApplication(
-                    configuration: CheckinConfiguration(
-                        server: server,
-                        identity: identity,
-                        declarativeManagement: options.declarativeManagement,
-                        userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge
-                    ),
-                    logger: logger,
-                    tokenHandlers: options.tokenHandlers,
-                    onServerRunning: running
-                )
-            }) { checkinPort in
-                try await withRunningApplication({ running in
-                    try buildCommandApplication(
-                        configuration: CommandConfiguration(server: server, identity: identity),
-                        logger: logger,
-                        onServerRunning: running
-                    )
-                }) { commandPort in
-                    try await withRunningApplication({ running in
-                        try buildAPIApplication(
-                            configuration: APIConfiguration(server: server, apiKey: apiKey),
-                            logger: logger,
-                            onServerRunning: running
-                        )
-                    }) { apiPort in
+            let checkinReporter = PortReporter()
+            let checkin = try buildCheckinApplication(
+                configuration: CheckinConfiguration(
+                    server: server,
+                    identity: identity,
+                    declarativeManagement: options.declarativeManagement,
+                    userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge
+                ),
+                logger: logger,
+                tokenHandlers: options.tokenHandlers,
+                onServerRunning: checkinReporter.report
+            )
+            let commandReporter = PortReporter()
+            let command = try buildCommandApplication(
+                configuration: CommandConfiguration(server: server, identity: identity),
+                logger: logger,
+                onServerRunning: commandReporter.report
+            )
+            let apiReporter = PortReporter()
+            let api = try buildAPIApplication(
+                configuration: APIConfiguration(server: server, apiKey: apiKey),
+                logger: logger,
+                onServerRunning: apiReporter.report
+            )
+            let result = try await withRunningApplication(checkin, reporter: checkinReporter) { checkinPort in
+                try await withRunningApplication(command, reporter: commandReporter) { commandPort in
+                    try await withRunningApplication(api, reporter: apiReporter) { apiPort in
                         let stack = TestStack(
                             checkinURL: "http://127.0.0.1:\(checkinPort)/checkin",
                             commandURL: "http://127.0.0.1:\(commandPort)/mdm",

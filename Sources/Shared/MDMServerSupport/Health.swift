@@ -34,7 +34,8 @@ package struct HealthController: Sendable {
 
     package func addRoutes<Context: RequestContext>(to router: Router<Context>) {
         router.get("livez") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
+            Response(
+                status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(string: "ok\n")))
         }
         router.get("readyz") { _, context in
             await self.readiness(logger: context.logger)

@@ -37,7 +37,8 @@ package struct ServerConfiguration: Sendable {
     package init(settings: Settings, defaultPort: Int) throws(ConfigurationError) {
         let listen = settings.string("MDM_LISTEN", default: "127.0.0.1:\(defaultPort)")
         (host, port) = try Self.parseListen(listen)
-        databaseURL = try settings.secret("MDM_DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/mdm?sslmode=disable"
+        databaseURL =
+            try settings.secret("MDM_DATABASE_URL") ?? "postgres://postgres@127.0.0.1:5432/mdm?sslmode=disable"
         databasePoolSize = try settings.int("MDM_DATABASE_POOL_SIZE", default: 20, range: 1...1000)
         databaseStartupTimeout = try settings.double("MDM_DATABASE_STARTUP_TIMEOUT", default: 60)
         let level = settings.string("MDM_LOG_LEVEL", default: "info")

@@ -9,42 +9,60 @@ package struct SettingDescription: Sendable {
 
 package enum SettingCatalogue {
     package static let all: [SettingDescription] = [
-        .init(name: "MDM_LISTEN", defaultValue: "127.0.0.1:<role port>", roles: "all",
-              summary: "host:port to serve on (API 9000, checkin 9001, command 9002, push 9003)"),
-        .init(name: "MDM_DATABASE_URL", defaultValue: "postgres://postgres@127.0.0.1:5432/mdm?sslmode=disable",
-              roles: "all", summary: "PostgreSQL URL; also MDM_DATABASE_URL_FILE"),
-        .init(name: "MDM_DATABASE_POOL_SIZE", defaultValue: "20", roles: "all",
-              summary: "maximum PostgreSQL connections per process"),
-        .init(name: "MDM_DATABASE_STARTUP_TIMEOUT", defaultValue: "60", roles: "all",
-              summary: "seconds to wait for PostgreSQL at start before exiting"),
-        .init(name: "MDM_LOG_LEVEL", defaultValue: "info", roles: "all",
-              summary: "trace, debug, info, notice, warning, error, critical"),
-        .init(name: "MDM_MAX_BODY_BYTES", defaultValue: "33554432", roles: "all",
-              summary: "largest request body; larger ones get 413"),
-        .init(name: "MDM_IDENTITY_MODE", defaultValue: "signature", roles: "checkin, command",
-              summary: "signature (Mdm-Signature), header (proxy-forwarded certificate) or either"),
-        .init(name: "MDM_CERT_HEADER", defaultValue: "X-Client-Cert", roles: "checkin, command",
-              summary: "header with the forwarded client certificate (RFC 9440 or URL-escaped PEM)"),
-        .init(name: "MDM_CA_CERTS", defaultValue: "(required)", roles: "checkin, command",
-              summary: "PEM file of CAs that issue device identity certificates"),
-        .init(name: "MDM_INTERMEDIATE_CERTS", defaultValue: "", roles: "checkin, command",
-              summary: "PEM file of intermediate CAs"),
-        .init(name: "MDM_CERT_RETRO", defaultValue: "false", roles: "checkin, command",
-              summary: "bind a certificate on first sight when neither device nor hash has a binding"),
-        .init(name: "MDM_DDM_URL", defaultValue: "", roles: "checkin",
-              summary: "DDM server base URL; DeclarativeManagement check-ins are forwarded there"),
-        .init(name: "MDM_DDM_HEADERS", defaultValue: "", roles: "checkin",
-              summary: "extra headers for the DDM server, newline-separated `Name: value`"),
-        .init(name: "MDM_DDM_HMAC_KEY", defaultValue: "", roles: "checkin",
-              summary: "sign DDM requests with X-Hmac-Signature; also MDM_DDM_HMAC_KEY_FILE"),
-        .init(name: "MDM_DDM_TIMEOUT", defaultValue: "30", roles: "checkin",
-              summary: "seconds before a DDM request fails"),
-        .init(name: "MDM_USER_AUTH_ZERO_CHALLENGE", defaultValue: "false", roles: "checkin",
-              summary: "answer UserAuthenticate with a zero-length digest challenge instead of 410"),
-        .init(name: "MDM_GETTOKEN_FORWARD", defaultValue: "", roles: "checkin",
-              summary: "GetToken forwarders: `type=url,type=url`"),
-        .init(name: "MDM_API_KEY", defaultValue: "(required)", roles: "api",
-              summary: "API key (Basic nanomdm:<key> or Bearer <key>); also MDM_API_KEY_FILE"),
+        .init(
+            name: "MDM_LISTEN", defaultValue: "127.0.0.1:<role port>", roles: "all",
+            summary: "host:port to serve on (API 9000, checkin 9001, command 9002, push 9003)"),
+        .init(
+            name: "MDM_DATABASE_URL", defaultValue: "postgres://postgres@127.0.0.1:5432/mdm?sslmode=disable",
+            roles: "all", summary: "PostgreSQL URL; also MDM_DATABASE_URL_FILE"),
+        .init(
+            name: "MDM_DATABASE_POOL_SIZE", defaultValue: "20", roles: "all",
+            summary: "maximum PostgreSQL connections per process"),
+        .init(
+            name: "MDM_DATABASE_STARTUP_TIMEOUT", defaultValue: "60", roles: "all",
+            summary: "seconds to wait for PostgreSQL at start before exiting"),
+        .init(
+            name: "MDM_LOG_LEVEL", defaultValue: "info", roles: "all",
+            summary: "trace, debug, info, notice, warning, error, critical"),
+        .init(
+            name: "MDM_MAX_BODY_BYTES", defaultValue: "33554432", roles: "all",
+            summary: "largest request body; larger ones get 413"),
+        .init(
+            name: "MDM_IDENTITY_MODE", defaultValue: "signature", roles: "checkin, command",
+            summary: "signature (Mdm-Signature), header (proxy-forwarded certificate) or either"),
+        .init(
+            name: "MDM_CERT_HEADER", defaultValue: "X-Client-Cert", roles: "checkin, command",
+            summary: "header with the forwarded client certificate (RFC 9440 or URL-escaped PEM)"),
+        .init(
+            name: "MDM_CA_CERTS", defaultValue: "(required)", roles: "checkin, command",
+            summary: "PEM file of CAs that issue device identity certificates"),
+        .init(
+            name: "MDM_INTERMEDIATE_CERTS", defaultValue: "", roles: "checkin, command",
+            summary: "PEM file of intermediate CAs"),
+        .init(
+            name: "MDM_CERT_RETRO", defaultValue: "false", roles: "checkin, command",
+            summary: "bind a certificate on first sight when neither device nor hash has a binding"),
+        .init(
+            name: "MDM_DDM_URL", defaultValue: "", roles: "checkin",
+            summary: "DDM server base URL; DeclarativeManagement check-ins are forwarded there"),
+        .init(
+            name: "MDM_DDM_HEADERS", defaultValue: "", roles: "checkin",
+            summary: "extra headers for the DDM server, newline-separated `Name: value`"),
+        .init(
+            name: "MDM_DDM_HMAC_KEY", defaultValue: "", roles: "checkin",
+            summary: "sign DDM requests with X-Hmac-Signature; also MDM_DDM_HMAC_KEY_FILE"),
+        .init(
+            name: "MDM_DDM_TIMEOUT", defaultValue: "30", roles: "checkin",
+            summary: "seconds before a DDM request fails"),
+        .init(
+            name: "MDM_USER_AUTH_ZERO_CHALLENGE", defaultValue: "false", roles: "checkin",
+            summary: "answer UserAuthenticate with a zero-length digest challenge instead of 410"),
+        .init(
+            name: "MDM_GETTOKEN_FORWARD", defaultValue: "", roles: "checkin",
+            summary: "GetToken forwarders: `type=url,type=url`"),
+        .init(
+            name: "MDM_API_KEY", defaultValue: "(required)", roles: "api",
+            summary: "API key (Basic nanomdm:<key> or Bearer <key>); also MDM_API_KEY_FILE"),
     ]
 
     package static var names: Set<String> {
