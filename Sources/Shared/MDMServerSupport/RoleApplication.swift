@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 
@@ -40,6 +41,9 @@ package enum RoleMain {
         subcommands: [String: @Sendable (Settings, Logger) async throws -> Void] = [:],
         build: @Sendable (Settings, Logger) async throws -> App
     ) async throws {
+        // Run Swift concurrency on NIO's event loops: handlers, the PostgreSQL pool and the
+        // sockets then share threads instead of hopping between two pools on every request.
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
         let settings: Settings
         do {
             settings = try Settings.fromProcess()
