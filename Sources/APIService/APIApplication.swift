@@ -10,29 +10,23 @@ func buildAPIApplication(
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
-    let client = try Database.makeClient(configuration: configuration.server, logger: logger)
-    let router = Router()
-    router.add(middleware: APIErrorMiddleware())
-    HealthController(checks: [.database(client, logger: logger)]).addRoutes(to: router)
-    router.get("version") { _, _ in
-        EnqueueController.json(["version": SwiftMDMVersion.current], status: .ok)
+    try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) {
+        router,
+        database in
+        router.add(middleware: APIErrorMiddleware())
+        router.get("version") { _, _ in
+            EnqueueController.json(["version": SwiftMDMVersion.current], status: .ok)
+        }
+        let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
+        EnqueueController(
+            handler: EnqueueHandler(queue: PostgresCommandQueue(client: database, logger: logger)),
+            maxBodyBytes: configuration.server.maxBodyBytes
+        ).addRoutes(to: v1)
+        PushCertificateController(
+            handler: PushCertificateHandler(store: PostgresPushCertificateStore(client: database, logger: logger)),
+            maxBodyBytes: configuration.server.maxBodyBytes
+        ).addRoutes(to: v1)
     }
-    let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
-    EnqueueController(
-        handler: EnqueueHandler(queue: PostgresCommandQueue(client: client, logger: logger)),
-        maxBodyBytes: configuration.server.maxBodyBytes
-    ).addRoutes(to: v1)
-    PushCertificateController(
-        handler: PushCertificateHandler(store: PostgresPushCertificateStore(client: client, logger: logger)),
-        maxBodyBytes: configuration.server.maxBodyBytes
-    ).addRoutes(to: v1)
-    return RoleApplication.make(
-        router: router,
-        server: configuration.server,
-        database: client,
-        logger: logger,
-        onServerRunning: onServerRunning
-    )
 }
 
 /// `APIService migrate`: applies every pending schema migration and exits.

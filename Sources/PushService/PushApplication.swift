@@ -24,14 +24,6 @@ func buildPushApplication(
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
-    let client = try Database.makeClient(configuration: configuration.server, logger: logger)
-    let router = Router()
-    HealthController(checks: [.database(client, logger: logger)]).addRoutes(to: router)
-    return RoleApplication.make(
-        router: router,
-        server: configuration.server,
-        database: client,
-        logger: logger,
-        onServerRunning: onServerRunning
-    )
+    try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) { _, _ in
+    }
 }

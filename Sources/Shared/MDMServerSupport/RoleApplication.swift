@@ -8,14 +8,20 @@ import ServiceLifecycle
 /// Assembles a role's Hummingbird application the same way for every role: its router, its
 /// PostgreSQL pool as a lifecycle service, and a start-up gate on the schema version.
 package enum RoleApplication {
-    package static func make<Context: RequestContext>(
-        router: Router<Context>,
+    /// Builds a role: its PostgreSQL pool, a router with `/livez` and `/readyz` (PostgreSQL
+    /// plus `readinessChecks`), the role's own routes, and the schema gate before serving.
+    package static func build(
         server: ServerConfiguration,
-        database: PostgresClient,
-        services: [any Service] = [],
         logger: Logger,
-        onServerRunning: @escaping @Sendable (Int) async -> Void
-    ) -> some ApplicationProtocol where Context: InitializableFromSource<ApplicationRequestContextSource> {
+        readinessChecks: [ReadinessCheck] = [],
+        services: [any Service] = [],
+        onServerRunning: @escaping @Sendable (Int) async -> Void,
+        routes: (Router<BasicRequestContext>, PostgresClient) throws -> Void
+    ) throws -> some ApplicationProtocol {
+        let database = try Database.makeClient(configuration: server, logger: logger)
+        let router = Router()
+        HealthController(checks: [.database(database, logger: logger)] + readinessChecks).addRoutes(to: router)
+        try routes(router, database)
         var app = Application(
             router: router,
             configuration: .init(address: .hostname(server.host, port: server.port), serverName: nil),
