@@ -13,7 +13,7 @@ func buildAPIApplication(
     try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) {
         router,
         database in
-        router.add(middleware: APIErrorMiddleware())
+        router.add(middleware: ErrorMiddleware(.api))
         router.get("version") { _, _ in
             EnqueueController.json(["version": SwiftMDMVersion.current], status: .ok)
         }

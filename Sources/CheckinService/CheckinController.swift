@@ -10,9 +10,7 @@ struct CheckinController: Sendable {
     var maxBodyBytes: Int
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        let group = router.group("checkin").add(middleware: DeviceErrorMiddleware<Context>())
-        group.put { request, context in try await self.checkin(request, context: context) }
-        group.post { request, context in try await self.checkin(request, context: context) }
+        router.addDeviceEndpoint("checkin") { request, context in try await self.checkin(request, context: context) }
     }
 
     func checkin(_ request: Request, context: some RequestContext) async throws -> Response {

@@ -9,9 +9,7 @@ struct CommandController: Sendable {
     var maxBodyBytes: Int
 
     func addRoutes<Context: RequestContext>(to router: Router<Context>) {
-        let group = router.group("mdm").add(middleware: DeviceErrorMiddleware<Context>())
-        group.put { request, context in try await self.report(request, context: context) }
-        group.post { request, context in try await self.report(request, context: context) }
+        router.addDeviceEndpoint("mdm") { request, context in try await self.report(request, context: context) }
     }
 
     func report(_ request: Request, context: some RequestContext) async throws -> Response {

@@ -107,9 +107,21 @@ package enum ErrorClassifier {
     }
 }
 
-/// Device endpoints: errors become a bare status with an empty body.
-package struct DeviceErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    package init() {}
+/// The one error middleware: every thrown error is classified, logged once and rendered the
+/// way the endpoint's clients expect.
+package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    package enum Audience: Sendable {
+        /// Devices: a bare status and an empty body; never 401 (older OS versions unenrol on 401).
+        case device
+        /// API clients: `{"error": "<reason>"}`; 401 carries NanoMDM's Basic challenge.
+        case api
+    }
+
+    package var audience: Audience
+
+    package init(_ audience: Audience) {
+        self.audience = audience
+    }
 
     package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
@@ -118,32 +130,33 @@ package struct DeviceErrorMiddleware<Context: RequestContext>: RouterMiddleware 
             return try await next(request, context)
         } catch {
             var (status, reason) = ErrorClassifier.classify(error)
-            if status == .unauthorized { status = .badRequest }
+            if audience == .device, status == .unauthorized { status = .badRequest }
             ErrorClassifier.log(error, status: status, reason: reason, request: request, logger: context.logger)
-            return Response(status: status)
+            switch audience {
+            case .device:
+                return Response(status: status)
+            case .api:
+                var headers: HTTPFields = [.contentType: "application/json"]
+                if status == .unauthorized {
+                    headers[.wwwAuthenticate] = "Basic realm=\"nanomdm\""
+                }
+                let body = JSONBody.encode(["error": reason])
+                return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+            }
         }
     }
 }
 
-/// API endpoints: errors become `{"error": "<reason>"}`; 401 carries the Basic challenge.
-package struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    package init() {}
-
-    package func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
-        async throws -> Response
-    {
-        do {
-            return try await next(request, context)
-        } catch {
-            let (status, reason) = ErrorClassifier.classify(error)
-            ErrorClassifier.log(error, status: status, reason: reason, request: request, logger: context.logger)
-            var headers: HTTPFields = [.contentType: "application/json"]
-            if status == .unauthorized {
-                headers[.wwwAuthenticate] = "Basic realm=\"nanomdm\""
-            }
-            let body = JSONBody.encode(["error": reason])
-            return Response(status: status, headers: headers, body: .init(byteBuffer: body))
-        }
+extension Router {
+    /// A device endpoint: `PUT` and `POST` on `path` (devices use PUT; POST is accepted), with
+    /// device error rendering.
+    package func addDeviceEndpoint(
+        _ path: RouterPath,
+        handler: @escaping @Sendable (Request, Context) async throws -> Response
+    ) {
+        let group = self.group(path).add(middleware: ErrorMiddleware<Context>(.device))
+        group.put { request, context in try await handler(request, context) }
+        group.post { request, context in try await handler(request, context) }
     }
 }
 
