@@ -117,6 +117,7 @@ struct LoadGenerator {
                 identity: try ca.issueDeviceIdentity(commonName: udid, keyKind: .p256),
                 checkinURL: options.checkinURL,
                 commandURL: options.commandURL,
+                transport: .signature(.device),
                 httpClient: http
             )
         }
