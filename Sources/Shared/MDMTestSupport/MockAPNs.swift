@@ -1,0 +1,398 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import Synchronization
+import X509
+
+/// Why the mock APNs server could not do what a test asked.
+package enum MockAPNsError: Error, Sendable, Equatable {
+    case noLocalPort
+    case timedOut(expected: Int, received: Int)
+}
+
+/// A stand-in for Apple's push gateway: HTTP/2 over mutually authenticated TLS on 127.0.0.1, answering
+/// `POST /3/device/<token>` like APNs and recording every request.
+package final class MockAPNs: Sendable {
+    /// One request as the mock received it.
+    package struct Recorded: Sendable {
+        package let method: String
+        package let path: String
+        /// Header names lowercased, in arrival order.
+        package let headers: [(name: String, value: String)]
+        package let body: [UInt8]
+        /// The subject of the client certificate the connection presented, e.g. `CN=com.apple.mgmt.test`.
+        package let clientCertificateSubject: String
+
+        /// The first value of a header, by case-insensitive name.
+        package func header(_ name: String) -> String? {
+            let name = name.lowercased()
+            return headers.first { $0.name == name }?.value
+        }
+
+        /// The device token of a `/3/device/<token>` path.
+        package var token: String? {
+            path.hasPrefix(devicePathPrefix) ? String(path.dropFirst(devicePathPrefix.count)) : nil
+        }
+    }
+
+    /// A scripted answer for one device token.
+    package enum Behaviour: Sendable, Equatable {
+        /// 410 `Unregistered` with a timestamp, for every request until replaced.
+        case unregistered
+        /// 400 `BadDeviceToken`, for every request until replaced.
+        case badDeviceToken
+        /// 429 `TooManyRequests` for the next `times` requests, then success.
+        case tooManyRequests(times: Int)
+        /// 500 `InternalServerError` for the next `times` requests, then success.
+        case internalServerError(times: Int)
+        /// For the next request: a GOAWAY frame on its connection instead of an answer, then the connection closes.
+        case goAway
+    }
+
+    package let port: Int
+    /// The CA that issued the mock's server certificate; clients trust it.
+    package let serverTrustRoot: Certificate
+    package let serverTrustRootPEM: String
+    private let serverChannel: any Channel
+    private let state: Mutex<State>
+
+    package var baseURL: String {
+        "https://127.0.0.1:\(port)"
+    }
+
+    private init(port: Int, identity: MockAPNsServerIdentity, serverChannel: any Channel) {
+        self.port = port
+        self.serverTrustRoot = identity.trustRoot
+        self.serverTrustRootPEM = identity.trustRootPEM
+        self.serverChannel = serverChannel
+        self.state = Mutex(State())
+    }
+
+    /// Starts listening on an ephemeral port of 127.0.0.1, accepting only client certificates that chain to
+    /// `trustRoots` (the CA of the push certificates).
+    package static func start(
+        trustRoots: [Certificate],
+        logger: Logger = Logger(label: "mdm.test.mock-apns")
+    ) async throws -> MockAPNs {
+        let identity = try MockAPNsServerIdentity.make()
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: [.certificate(identity.serverCertificate)],
+            privateKey: .privateKey(identity.serverKey)
+        )
+        tls.certificateVerification = .noHostnameVerification
+        tls.trustRoots = .certificates(try trustRoots.map(NIOSSLCertificate.init(certificate:)))
+        tls.applicationProtocols = ["h2"]
+        let sslContext = try NIOSSLContext(configuration: tls)
+        let recorder = Recorder()
+
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.configureConnection(channel, sslContext: sslContext, recorder: recorder, logger: logger)
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        guard let port = channel.localAddress?.port else {
+            try await channel.close()
+            throw MockAPNsError.noLocalPort
+        }
+        let mock = MockAPNs(port: port, identity: identity, serverChannel: channel)
+        recorder.mock.withLock { $0 = mock }
+        return mock
+    }
+
+    /// Stops listening and closes every open connection.
+    package func shutdown() async throws {
+        let connections = state.withLock { state in
+            state.isShutDown = true
+            return Array(state.connections.values)
+        }
+        try await serverChannel.close()
+        for connection in connections {
+            try? await connection.close()
+        }
+    }
+
+    /// Scripts the answers for `token` (hex, as in the request path).
+    package func respond(to token: String, with behaviour: Behaviour) {
+        state.withLock { $0.behaviours[token.lowercased()] = behaviour }
+    }
+
+    /// Every request received so far, in arrival order.
+    package func requests() async -> [Recorded] {
+        state.withLock { $0.recorded }
+    }
+
+    /// Waits until at least `count` requests have been received and returns all of them.
+    package func waitForRequests(count: Int, timeout: Duration = .seconds(10)) async throws -> [Recorded] {
+        let id = UUID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready: [Recorded]? = state.withLock { state in
+                    if state.recorded.count >= count {
+                        return state.recorded
+                    }
+                    state.waiters[id] = Waiter(count: count, continuation: continuation)
+                    return nil
+                }
+                if let ready {
+                    continuation.resume(returning: ready)
+                    return
+                }
+                let timeoutTask = Task { [weak self] in
+                    try await Task.sleep(for: timeout)
+                    self?.expireWaiter(id, error: nil)
+                }
+                state.withLock { $0.waiters[id]?.timeoutTask = timeoutTask }
+            }
+        } onCancel: {
+            self.expireWaiter(id, error: CancellationError())
+        }
+    }
+
+    private func expireWaiter(_ id: UUID, error: (any Error)?) {
+        let expired = state.withLock { state in
+            state.waiters.removeValue(forKey: id).map { ($0, state.recorded.count) }
+        }
+        guard let expired else { return }
+        let waiter = expired.0
+        waiter.timeoutTask?.cancel()
+        waiter.continuation.resume(
+            throwing: error ?? MockAPNsError.timedOut(expected: waiter.count, received: expired.1))
+    }
+
+    /// Records `request` and decides its answer.
+    fileprivate func receive(_ request: Recorded) -> Outcome {
+        let (outcome, satisfied) = state.withLock { state in
+            state.recorded.append(request)
+            let outcome = state.outcome(for: request)
+            var satisfied: [(Waiter, [Recorded])] = []
+            for (id, waiter) in state.waiters where waiter.count <= state.recorded.count {
+                state.waiters[id] = nil
+                satisfied.append((waiter, state.recorded))
+            }
+            return (outcome, satisfied)
+        }
+        for (waiter, recorded) in satisfied {
+            waiter.timeoutTask?.cancel()
+            waiter.continuation.resume(returning: recorded)
+        }
+        return outcome
+    }
+
+    fileprivate func track(_ channel: any Channel) {
+        let isShutDown = state.withLock { state in
+            if !state.isShutDown {
+                state.connections[ObjectIdentifier(channel)] = channel
+            }
+            return state.isShutDown
+        }
+        if isShutDown {
+            channel.close(promise: nil)
+            return
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+    }
+
+    private static func configureConnection(
+        _ channel: any Channel,
+        sslContext: NIOSSLContext,
+        recorder: Recorder,
+        logger: Logger
+    ) throws {
+        if let mock = recorder.mock.withLock({ $0 }) {
+            mock.track(channel)
+        }
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(NIOSSLServerHandler(context: sslContext))
+        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+        connectionConfiguration.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 1000),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: 16384),
+        ]
+        _ = try sync.configureHTTP2Pipeline(
+            mode: .server,
+            connectionConfiguration: connectionConfiguration,
+            streamConfiguration: NIOHTTP2Handler.StreamConfiguration()
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandlers(
+                    HTTP2FramePayloadToHTTP1ServerCodec(),
+                    MockAPNsStreamHandler(recorder: recorder, logger: logger)
+                )
+            }
+        }
+        try sync.addHandler(MockAPNsConnectionErrorHandler(logger: logger))
+    }
+}
+
+private let devicePathPrefix = "/3/device/"
+
+/// Lets connections reach the mock, which exists only once the listening socket is bound.
+private final class Recorder: Sendable {
+    let mock = Mutex<MockAPNs?>(nil)
+}
+
+private struct Waiter {
+    let count: Int
+    let continuation: CheckedContinuation<[MockAPNs.Recorded], any Error>
+    var timeoutTask: Task<Void, any Error>?
+}
+
+private enum Outcome {
+    case reply(status: HTTPResponseStatus, body: String?)
+    case goAway
+}
+
+private struct State {
+    var recorded: [MockAPNs.Recorded] = []
+    var behaviours: [String: MockAPNs.Behaviour] = [:]
+    var waiters: [UUID: Waiter] = [:]
+    var connections: [ObjectIdentifier: any Channel] = [:]
+    var isShutDown = false
+
+    mutating func outcome(for request: MockAPNs.Recorded) -> Outcome {
+        guard let token = request.token, !token.isEmpty, !token.contains("/") else {
+            return .reply(status: .notFound, body: #"{"reason":"BadPath"}"#)
+        }
+        guard request.method == "POST" else {
+            return .reply(status: .methodNotAllowed, body: #"{"reason":"MethodNotAllowed"}"#)
+        }
+        let key = token.lowercased()
+        switch behaviours[key] {
+        case nil:
+            return .reply(status: .ok, body: nil)
+        case .unregistered:
+            let timestamp = Int(Date().timeIntervalSince1970 * 1000)
+            return .reply(status: .gone, body: #"{"reason":"Unregistered","timestamp":\#(timestamp)}"#)
+        case .badDeviceToken:
+            return .reply(status: .badRequest, body: #"{"reason":"BadDeviceToken"}"#)
+        case .tooManyRequests(let times):
+            behaviours[key] = times > 1 ? .tooManyRequests(times: times - 1) : nil
+            guard times > 0 else { return .reply(status: .ok, body: nil) }
+            return .reply(status: .tooManyRequests, body: #"{"reason":"TooManyRequests"}"#)
+        case .internalServerError(let times):
+            behaviours[key] = times > 1 ? .internalServerError(times: times - 1) : nil
+            guard times > 0 else { return .reply(status: .ok, body: nil) }
+            return .reply(status: .internalServerError, body: #"{"reason":"InternalServerError"}"#)
+        case .goAway:
+            behaviours[key] = nil
+            return .goAway
+        }
+    }
+}
+
+/// Answers one HTTP/2 stream, seen through the HTTP/1 codec.
+private final class MockAPNsStreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let recorder: Recorder
+    private let logger: Logger
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(recorder: Recorder, logger: Logger) {
+        self.recorder = recorder
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+        case .body(var buffer):
+            body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            guard let head, let mock = recorder.mock.withLock({ $0 }) else {
+                context.close(promise: nil)
+                return
+            }
+            let request = MockAPNs.Recorded(
+                method: head.method.rawValue,
+                path: head.uri,
+                headers: head.headers.map { (name: $0.name.lowercased(), value: $0.value) },
+                body: body,
+                clientCertificateSubject: clientCertificateSubject(context: context)
+            )
+            switch mock.receive(request) {
+            case .reply(let status, let body):
+                reply(context: context, status: status, body: body, apnsID: request.header("apns-id"))
+            case .goAway:
+                goAway(context: context)
+            }
+        }
+    }
+
+    private func clientCertificateSubject(context: ChannelHandlerContext) -> String {
+        guard
+            let parent = context.channel.parent,
+            let peer = try? parent.pipeline.syncOperations.nioSSL_peerCertificate(),
+            let certificate = try? Certificate(derEncoded: peer.toDERBytes())
+        else {
+            return ""
+        }
+        return certificate.subject.description
+    }
+
+    private func reply(context: ChannelHandlerContext, status: HTTPResponseStatus, body: String?, apnsID: String?) {
+        var headers = HTTPHeaders()
+        headers.add(name: "apns-id", value: apnsID ?? UUID().uuidString)
+        var buffer: ByteBuffer?
+        if let body {
+            headers.add(name: "content-type", value: "application/json")
+            headers.add(name: "content-length", value: String(body.utf8.count))
+            buffer = context.channel.allocator.buffer(string: body)
+        } else {
+            headers.add(name: "content-length", value: "0")
+        }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: status, headers: headers))))
+            .whenFailure { [logger] in logger.debug("mock APNs could not answer: \($0)") }
+        if let buffer {
+            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    private func goAway(context: ChannelHandlerContext) {
+        guard let parent = context.channel.parent else {
+            context.close(promise: nil)
+            return
+        }
+        let streamID = (try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)) ?? .maxID
+        // The stream's own ID as the last one: the client cannot assume it went unprocessed, so it must fail
+        // it rather than retry it on the same connection.
+        let frame = HTTP2Frame(
+            streamID: .rootStream,
+            payload: .goAway(lastStreamID: streamID, errorCode: .internalError, opaqueData: nil)
+        )
+        parent.writeAndFlush(frame).whenComplete { _ in
+            parent.close(promise: nil)
+        }
+    }
+}
+
+/// Keeps a failed handshake or a protocol error on one connection out of the test's way.
+private final class MockAPNsConnectionErrorHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Never
+
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("mock APNs connection failed", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+}
