@@ -112,17 +112,21 @@ struct RedisConnectionTests {
     func silentServerFailsTheConnectWithinTheConnectTimeout() async throws {
         let server = try await ScriptedRedisServer.start { _ in nil }
         var configuration = server.configuration
-        configuration.connectTimeout = .milliseconds(200)
+        configuration.connectTimeout = .seconds(1)
         let started = ContinuousClock.now
         let error = await #expect(throws: RedisError.self) {
             try await RedisConnection.connect(configuration: configuration)
         }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        // The server never answers: only the connect timeout ends the wait. The bound is loose
+        // because CI runs every suite at once on two cores.
+        #expect(ContinuousClock.now - started < .seconds(10))
         guard case .connectFailed(_, let reason) = error else {
             Issue.record("expected connectFailed, got \(String(describing: error))")
             return
         }
-        #expect(reason.contains("PING"))
+        // Normally the PING goes unanswered; on a starved machine the TCP connect itself may
+        // be what runs out of time.
+        #expect(reason.contains("PING") || reason.contains("timeout"))
         await server.close()
     }
 }

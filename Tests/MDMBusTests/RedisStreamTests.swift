@@ -1,3 +1,4 @@
+import Foundation
 import MDMBus
 import MDMTestSupport
 import NIOCore
@@ -227,7 +228,7 @@ struct RedisStreamTests {
     func databaseFromTheURLIsSelected() async throws {
         let keys = TestRedis.keyspace("db")
         let key = keys.key("marker")
-        let database = try RedisClient(url: try TestRedis.url() + "/3")
+        let database = try RedisClient(url: try TestRedis.url().replacingOccurrences(of: "?", with: "/3?"))
         let defaultDatabase = try RedisClient(url: try TestRedis.url())
         _ = try await database.send(["SET", .string(key), "in-3"])
         #expect(try await defaultDatabase.send(["GET", .string(key)]).isNull)

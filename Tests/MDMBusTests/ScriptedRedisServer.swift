@@ -31,7 +31,8 @@ final class ScriptedRedisServer: Sendable {
     }
 
     var configuration: RedisConfiguration {
-        RedisConfiguration(host: "127.0.0.1", port: port)
+        // Generous: the scripted server shares a busy test process; tests of the connect timeout set their own.
+        RedisConfiguration(host: "127.0.0.1", port: port, connectTimeout: .seconds(30), commandTimeout: .seconds(30))
     }
 
     func close() async {

@@ -23,7 +23,14 @@ package enum TestRedis {
         guard let value = ProcessInfo.processInfo.environment[environmentKey], !value.isEmpty else {
             throw TestRedisError.notConfigured
         }
-        return value
+        return withGenerousConnectTimeout(value)
+    }
+
+    /// Tests run many suites at once on small CI machines; a connect (TCP plus the first PING)
+    /// or a command can then take seconds. Tests that check the timeouts set their own.
+    package static func withGenerousConnectTimeout(_ url: String) -> String {
+        guard !url.contains("connect_timeout_ms=") else { return url }
+        return url + (url.contains("?") ? "&" : "?") + "connect_timeout_ms=30000&command_timeout_ms=30000"
     }
 
     /// A key prefix no other test (or test process) uses.
@@ -96,7 +103,9 @@ package final class TestRedisServer: Sendable {
     /// `redis://[:password@]127.0.0.1:port`, or `rediss://…` for a TLS server.
     package var url: String {
         let credentials = password.map { ":\($0)@" } ?? ""
-        return "\(tls == nil ? "redis" : "rediss")://\(credentials)127.0.0.1:\(port)"
+        return TestRedis.withGenerousConnectTimeout(
+            "\(tls == nil ? "redis" : "rediss")://\(credentials)127.0.0.1:\(port)"
+        )
     }
 
     /// Starts a server and returns once it accepts connections.
