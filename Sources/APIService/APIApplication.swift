@@ -15,7 +15,7 @@ func buildAPIApplication(
         database in
         router.add(middleware: ErrorMiddleware(.api))
         router.get("version") { _, _ in
-            EnqueueController.json(["version": SwiftMDMVersion.current], status: .ok)
+            JSONBody.response(["version": SwiftMDMVersion.current], status: .ok)
         }
         let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
         EnqueueController(

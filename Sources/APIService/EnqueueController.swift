@@ -26,12 +26,12 @@ struct EnqueueController: Sendable {
         )
         do {
             let result = try await handler.enqueue(enqueueRequest)
-            return Self.json(
+            return JSONBody.response(
                 result, status: result.hasTargetErrors ? .init(code: 207, reasonPhrase: "Multi-Status") : .ok)
         } catch let error as MDMProtocolError {
-            return Self.json(APIResult(commandError: error.reason), status: error.status)
+            return JSONBody.response(APIResult(commandError: error.reason), status: error.status)
         } catch let error as HTTPMappableError where error.status == .conflict {
-            return Self.json(APIResult(commandError: error.reason), status: error.status)
+            return JSONBody.response(APIResult(commandError: error.reason), status: error.status)
         }
     }
 
@@ -58,11 +58,5 @@ struct EnqueueController: Sendable {
         guard let value, !value.isEmpty else { return 0 }
         guard let priority = Int16(value) else { throw RequestFailure.badRequest("priority must be -32768…32767") }
         return priority
-    }
-
-    static func json(_ value: some Encodable, status: HTTPResponse.Status) -> Response {
-        Response(
-            status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: JSONBody.encode(value))
-        )
     }
 }

@@ -10,13 +10,13 @@ struct PushCertificateController: Sendable {
         group.put("pushcert") { request, _ in
             let body = try await request.body.collect(upTo: maxBodyBytes)
             let summary = try await handler.upload(pem: String(buffer: body))
-            return EnqueueController.json(summary, status: .ok)
+            return JSONBody.response(summary, status: .ok)
         }
         group.get("pushcert") { request, _ in
             guard let topic = request.uri.queryParameters["topic"].map(String.init), !topic.isEmpty else {
                 throw RequestFailure.badRequest("topic query parameter required")
             }
-            return EnqueueController.json(try await handler.fetch(topic: topic), status: .ok)
+            return JSONBody.response(try await handler.fetch(topic: topic), status: .ok)
         }
     }
 }

@@ -215,7 +215,8 @@ struct RedisClientLifecycleTests {
 
     /// Waits until Redis reports a client blocked in a command, by asking Redis itself.
     private func waitUntilBlocked(_ client: RedisClient) async throws {
-        let deadline = ContinuousClock.now + .seconds(5)
+        // Generous: on a loaded CI machine the blocking command may take seconds to be sent.
+        let deadline = ContinuousClock.now + .seconds(30)
         while ContinuousClock.now < deadline {
             let info = try await client.send(["INFO", "clients"]).string ?? ""
             if !info.contains("blocked_clients:0") {

@@ -58,22 +58,18 @@ package enum RequestFailure: HTTPMappableError, Equatable {
     case badRequest(String)
     case unauthorized
     case notFound(String)
-    case gone(String)
-    case upstream(String)
 
     package var status: HTTPResponse.Status {
         switch self {
         case .badRequest: .badRequest
         case .unauthorized: .unauthorized
         case .notFound: .notFound
-        case .gone: .gone
-        case .upstream: .internalServerError
         }
     }
 
     package var reason: String {
         switch self {
-        case .badRequest(let detail), .notFound(let detail), .gone(let detail), .upstream(let detail): detail
+        case .badRequest(let detail), .notFound(let detail): detail
         case .unauthorized: "missing or invalid API key"
         }
     }
@@ -136,12 +132,11 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             case .device:
                 return Response(status: status)
             case .api:
-                var headers: HTTPFields = [.contentType: "application/json"]
+                var headers = HTTPFields()
                 if status == .unauthorized {
                     headers[.wwwAuthenticate] = "Basic realm=\"nanomdm\""
                 }
-                let body = JSONBody.encode(["error": reason])
-                return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+                return JSONBody.response(["error": reason], status: status, headers: headers)
             }
         }
     }
@@ -167,5 +162,16 @@ package enum JSONBody {
         encoder.outputFormatting = [.sortedKeys]
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         return ByteBuffer(bytes: data)
+    }
+
+    /// A JSON response with `value` as its body.
+    package static func response(
+        _ value: some Encodable,
+        status: HTTPResponse.Status,
+        headers extra: HTTPFields = [:]
+    ) -> Response {
+        var headers = extra
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: encode(value)))
     }
 }

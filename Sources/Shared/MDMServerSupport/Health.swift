@@ -16,7 +16,7 @@ package struct ReadinessCheck: Sendable {
     /// PostgreSQL is reachable and its schema is at least the version this build needs.
     package static func database(_ client: PostgresClient, logger: Logger) -> ReadinessCheck {
         ReadinessCheck(name: "postgres") {
-            try await SchemaMigrator(client: client, logger: logger).requireCurrentSchema()
+            try await PostgresHealthCheck(client: client, logger: logger).requireCurrentSchema()
         }
     }
 }

@@ -1,7 +1,5 @@
 /// Log metadata keys, defined once.
 package enum LogKey {
     package static let enrollmentID = "mdm.enrollment_id"
-    package static let commandUUID = "mdm.command_uuid"
     package static let messageType = "mdm.message_type"
-    package static let status = "mdm.status"
 }
