@@ -68,6 +68,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Sources/Shared/MDMBus",
             swiftSettings: strictSettings
@@ -75,6 +76,7 @@ let package = Package(
         .target(
             name: "MDMServerSupport",
             dependencies: [
+                "MDMBus",
                 "MDMIdentity",
                 "MDMProtocol",
                 "MDMStorage",
@@ -147,6 +149,7 @@ let package = Package(
         .executableTarget(
             name: "APIService",
             dependencies: [
+                "MDMBus",
                 "MDMProtocol",
                 "MDMServerSupport",
                 "MDMStorage",
@@ -154,6 +157,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
@@ -162,10 +166,12 @@ let package = Package(
         .executableTarget(
             name: "PushService",
             dependencies: [
+                "MDMBus",
                 "MDMServerSupport",
                 "MDMStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings

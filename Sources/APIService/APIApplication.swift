@@ -1,8 +1,10 @@
 import Hummingbird
 import Logging
+import MDMBus
 import MDMServerSupport
 import MDMStorage
 import PostgresNIO
+import ServiceLifecycle
 
 /// Builds APIService: the seam tests use.
 func buildAPIApplication(
@@ -10,16 +12,34 @@ func buildAPIApplication(
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
-    try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) {
-        router,
-        database in
+    let redis = try configuration.redis.map { try RedisClient(configuration: $0, logger: logger) }
+    let bus = redis.map { RedisPushBus(client: $0, stream: configuration.pushStream, logger: logger) }
+    let listener = bus.map { PushReplyListener(bus: $0, logger: logger) }
+    let services: [any Service] = [redis as (any Service)?, listener].compactMap { $0 }
+    return try RoleApplication.build(
+        server: configuration.server,
+        logger: logger,
+        readinessChecks: redis.map { [.redis($0)] } ?? [],
+        services: { _ in services },
+        onServerRunning: onServerRunning
+    ) { router, database in
         router.add(middleware: ErrorMiddleware(.api))
         router.get("version") { _, _ in
             JSONBody.response(["version": SwiftMDMVersion.current], status: .ok)
         }
         let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
         EnqueueController(
-            handler: EnqueueHandler(queue: PostgresCommandQueue(client: database, logger: logger)),
+            handler: EnqueueHandler(
+                queue: PostgresCommandQueue(client: database, logger: logger),
+                pusher: PushClient(
+                    bus: bus,
+                    listener: listener,
+                    store: PostgresPushStore(client: database, logger: logger),
+                    redriveAfter: configuration.pushRedriveAfter,
+                    waitTimeout: configuration.pushWaitTimeout,
+                    logger: logger
+                )
+            ),
             maxBodyBytes: configuration.server.maxBodyBytes
         ).addRoutes(to: v1)
         PushCertificateController(

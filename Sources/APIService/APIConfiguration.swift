@@ -1,15 +1,25 @@
+import MDMBus
 import MDMServerSupport
 
 /// APIService settings.
 struct APIConfiguration: Sendable {
     var server: ServerConfiguration
     var apiKey: String
+    /// The push bus; without one, pushes are left to PushService's outbox re-drive.
+    var redis: RedisConfiguration?
+    /// The push request stream (`MDM_PUSH_STREAM`).
+    var pushStream = RedisPushBus.defaultStream
+    /// How long a request waits for push outcomes (unless `?async=1`).
+    var pushWaitTimeout: Duration = .seconds(10)
+    /// How long an owed push is left to the bus before the outbox re-drives it.
+    var pushRedriveAfter: Duration = .seconds(60)
 
     static let defaultPort = 9000
 
-    init(server: ServerConfiguration, apiKey: String) {
+    init(server: ServerConfiguration, apiKey: String, redis: RedisConfiguration? = nil) {
         self.server = server
         self.apiKey = apiKey
+        self.redis = redis
     }
 
     init(settings: Settings) throws(ConfigurationError) {
@@ -19,6 +29,16 @@ struct APIConfiguration: Sendable {
         guard key.count >= 8 else {
             throw ConfigurationError(setting: "MDM_API_KEY", problem: "must be at least 8 characters")
         }
-        self.init(server: try ServerConfiguration(settings: settings, defaultPort: Self.defaultPort), apiKey: key)
+        self.init(
+            server: try ServerConfiguration(settings: settings, defaultPort: Self.defaultPort),
+            apiKey: key,
+            redis: try settings.redisConfiguration()
+        )
+        pushStream = settings.string("MDM_PUSH_STREAM", default: pushStream)
+        pushWaitTimeout = try settings.seconds("MDM_PUSH_WAIT_TIMEOUT", default: pushWaitTimeout)
+        pushRedriveAfter = try settings.seconds("MDM_PUSH_REDRIVE_AFTER", default: pushRedriveAfter)
+        guard pushRedriveAfter > .zero else {
+            throw ConfigurationError(setting: "MDM_PUSH_REDRIVE_AFTER", problem: "must be greater than 0")
+        }
     }
 }

@@ -4,7 +4,8 @@ import MDMProtocol
 import MDMServerSupport
 import NIOCore
 
-/// `PUT|POST /v1/enqueue/{ids}`: NanoMDM-compatible enqueue with per-ID results.
+/// `PUT|POST /v1/enqueue/{ids}` and `GET|POST /v1/push/{ids}`: NanoMDM-compatible enqueue and
+/// push with per-ID results.
 struct EnqueueController: Sendable {
     var handler: EnqueueHandler
     var maxBodyBytes: Int
@@ -12,6 +13,18 @@ struct EnqueueController: Sendable {
     func addRoutes<Context: RequestContext>(to group: RouterGroup<Context>) {
         group.put("enqueue/:ids") { request, context in try await self.enqueue(request, context: context) }
         group.post("enqueue/:ids") { request, context in try await self.enqueue(request, context: context) }
+        group.get("push/:ids") { request, context in try await self.push(request, context: context) }
+        group.post("push/:ids") { request, context in try await self.push(request, context: context) }
+    }
+
+    func push(_ request: Request, context: some RequestContext) async throws -> Response {
+        let ids = try Self.enrollmentIDs(context.parameters.get("ids") ?? "")
+        let result = try await handler.push(ids, wait: !Self.flag(request.uri.queryParameters["async"].map(String.init)))
+        return Self.response(result)
+    }
+
+    static func response(_ result: APIResult) -> Response {
+        JSONBody.response(result, status: result.hasTargetErrors ? .init(code: 207, reasonPhrase: "Multi-Status") : .ok)
     }
 
     func enqueue(_ request: Request, context: some RequestContext) async throws -> Response {
@@ -22,12 +35,11 @@ struct EnqueueController: Sendable {
             enrollmentIDs: ids,
             body: Data(body.readableBytesView),
             noPush: Self.flag(query["nopush"].map(String.init)),
-            priority: try Self.priority(query["priority"].map(String.init))
+            priority: try Self.priority(query["priority"].map(String.init)),
+            waitForPush: !Self.flag(query["async"].map(String.init))
         )
         do {
-            let result = try await handler.enqueue(enqueueRequest)
-            return JSONBody.response(
-                result, status: result.hasTargetErrors ? .init(code: 207, reasonPhrase: "Multi-Status") : .ok)
+            return Self.response(try await handler.enqueue(enqueueRequest))
         } catch let error as MDMProtocolError {
             return JSONBody.response(APIResult(commandError: error.reason), status: error.status)
         } catch let error as HTTPMappableError where error.status == .conflict {

@@ -1,29 +1,56 @@
 import Hummingbird
 import Logging
+import MDMBus
 import MDMServerSupport
+import MDMStorage
+import ServiceLifecycle
 
-/// PushService settings. The Redis consumer and the APNs client arrive with the push work;
-/// until then the role serves its health endpoints.
-struct PushConfiguration: Sendable {
-    var server: ServerConfiguration
+extension APNsClient: APNsSending {}
 
-    static let defaultPort = 9003
-
-    init(settings: Settings) throws(ConfigurationError) {
-        server = try ServerConfiguration(settings: settings, defaultPort: Self.defaultPort)
-    }
-
-    init(server: ServerConfiguration) {
-        self.server = server
-    }
-}
-
-/// Builds PushService: the seam tests use.
+/// Builds PushService: the seam tests use. `sender` replaces the APNs client (tests).
 func buildPushApplication(
     configuration: PushConfiguration,
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
-    try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) { _, _ in
+    let redis = try RedisClient(configuration: configuration.redis, logger: logger)
+    return try RoleApplication.build(
+        server: configuration.server,
+        logger: logger,
+        readinessChecks: [.redis(redis)],
+        services: { database in
+            let apns = try APNsClient(
+                configuration: configuration.apns,
+                certificates: PostgresPushCertificateStore(client: database, logger: logger),
+                logger: logger
+            )
+            let store = PostgresPushStore(client: database, logger: logger)
+            let worker = PushWorker(
+                bus: RedisPushBus(client: redis, stream: configuration.stream, logger: logger),
+                store: store,
+                handler: PushHandler(
+                    store: store,
+                    sender: apns,
+                    redriveAfter: configuration.worker.redriveAfter,
+                    maxConcurrentPushes: configuration.maxConcurrentPushes,
+                    logger: logger
+                ),
+                settings: configuration.worker,
+                logger: logger
+            )
+            return [redis, APNsClientService(client: apns), worker]
+        },
+        onServerRunning: onServerRunning
+    ) { _, _ in
+    }
+}
+
+/// Closes the APNs connections at shutdown, after the worker (listed later) has stopped.
+struct APNsClientService: Service {
+    var client: APNsClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await client.shutdown()
     }
 }

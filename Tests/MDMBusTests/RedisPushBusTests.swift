@@ -75,6 +75,38 @@ struct RedisPushBusTests {
         }
     }
 
+    @Test
+    func repliesReachTheirKeyInOrderAndExpire() async throws {
+        try await withBus { bus in
+            let key = TestRedis.keyspace("replies").key("api-1")
+            #expect(try await bus.receiveReplies(at: key, block: .milliseconds(50)).isEmpty)
+            let replies = [
+                PushReply(requestID: "REQ-1", results: ["A": PushResult(apnsID: "APNS-1")]),
+                PushReply(requestID: "REQ-1", results: ["B": PushResult(error: "no push info for enrollment")]),
+                PushReply(requestID: "REQ-2", results: [:]),
+            ]
+            for reply in replies { try await bus.reply(reply, to: key) }
+            var received: [PushReply] = []
+            while received.count < replies.count {
+                let batch = try await bus.receiveReplies(at: key, block: .seconds(5))
+                #expect(!batch.isEmpty, "replies went missing")
+                if batch.isEmpty { break }
+                received += batch
+            }
+            #expect(received == replies)
+        }
+    }
+
+    @Test
+    func aWaitingReplyReaderGetsALaterReply() async throws {
+        try await withBus { bus in
+            let key = TestRedis.keyspace("replies").key("api-2")
+            async let waited = bus.receiveReplies(at: key, block: .seconds(10))
+            try await bus.reply(PushReply(requestID: "LATE", results: [:]), to: key)
+            #expect(try await waited.map(\.requestID) == ["LATE"])
+        }
+    }
+
     private func withBus(_ body: (RedisPushBus) async throws -> Void) async throws {
         let client = try RedisClient(url: try TestRedis.url())
         let keys = TestRedis.keyspace("pushbus")

@@ -16,7 +16,7 @@ struct CommandQueueEnqueueTests {
                 NewCommand(
                     commandUUID: "CMD-1", requestType: "DeviceInformation", plist: StorageFixture.plist("CMD-1")),
                 to: ["UNKNOWN-B", "UDID-2", "UNKNOWN-A", "UDID-1", "UDID-2", "UNKNOWN-B"],
-                recordPushIntent: false
+                pushIntent: nil
             )
             #expect(outcome == EnqueueOutcome(queued: ["UDID-2", "UDID-1"], unknown: ["UNKNOWN-B", "UNKNOWN-A"]))
             #expect(try await storage.count("SELECT count(*) FROM commands") == 1)
@@ -88,13 +88,13 @@ struct CommandQueueEnqueueTests {
                 NewCommand(commandUUID: uuid, requestType: "DeviceLock", plist: StorageFixture.plist(uuid))
             }
             _ = try await storage.queue.enqueue(
-                command("CMD-QUIET"), to: ["UDID-1", "UDID-2"], recordPushIntent: false)
+                command("CMD-QUIET"), to: ["UDID-1", "UDID-2"], pushIntent: nil)
             #expect(try await storage.count("SELECT count(*) FROM push_outbox") == 0)
 
             _ = try await storage.queue.enqueue(
                 command("CMD-PUSH"),
                 to: ["UDID-1", "UNKNOWN", "UDID-2", "UDID-1"],
-                recordPushIntent: true
+                pushIntent: StorageFixture.pushIntent
             )
             #expect(try await storage.count("SELECT count(*) FROM push_outbox") == 2)
             #expect(try await storage.count("SELECT count(DISTINCT enrollment_id) FROM push_outbox") == 2)
@@ -106,7 +106,7 @@ struct CommandQueueEnqueueTests {
         try await TestDatabase.withFreshClient { client in
             let storage = StorageFixture(client: client)
             _ = try await storage.enrollDevice("UDID-1")
-            let unknown = try await storage.queue.recordPushIntent(enrollmentIDs: ["X", "UDID-1", "Y", "X"])
+            let unknown = try await storage.queue.recordPushIntent(StorageFixture.pushIntent, enrollmentIDs: ["X", "UDID-1", "Y", "X"])
             #expect(unknown == ["X", "Y"])
             #expect(try await storage.count("SELECT count(*) FROM push_outbox WHERE enrollment_id = 'UDID-1'") == 1)
         }
@@ -131,7 +131,7 @@ struct CommandQueueEnqueueTests {
                 NewCommand(
                     commandUUID: "CMD-BULK", requestType: "DeviceInformation", plist: StorageFixture.plist("CMD-BULK")),
                 to: targets + ["MISSING"],
-                recordPushIntent: true
+                pushIntent: StorageFixture.pushIntent
             )
             #expect(outcome.queued == targets)
             #expect(outcome.unknown == ["MISSING"])

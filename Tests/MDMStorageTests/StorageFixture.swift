@@ -21,6 +21,9 @@ struct StorageFixture: Sendable {
         self.queue = PostgresCommandQueue(client: client, logger: logger)
     }
 
+    /// Push intent for tests that only check what the outbox holds.
+    static let pushIntent = PushIntent(requestID: "REQ-TEST", redriveAfter: .seconds(60))
+
     /// A distinct 32-byte stand-in for SHA-256 of an identity certificate.
     static func certificateHash(_ name: String) -> [UInt8] {
         let bytes = Array(name.utf8.prefix(32))
@@ -113,7 +116,7 @@ struct StorageFixture: Sendable {
                 priority: priority
             ),
             to: identities.map(\.id),
-            recordPushIntent: false
+            pushIntent: nil
         )
     }
 

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import MDMBus
 import MDMServerSupport
 import MDMStorage
 import MDMTestSupport
@@ -21,13 +22,32 @@ struct RoleHealthTests {
         defer { Task { try? await database.drop() } }
         let reporter = PortReporter()
         let app = try buildPushApplication(
-            configuration: PushConfiguration(server: server(database)),
+            configuration: try PushConfiguration.forTests(
+                server: server(database), redis: RedisConfiguration(url: TestRedis.url())),
             logger: TestStack.logger,
             onServerRunning: reporter.report
         )
         try await withRunningApplication(app, reporter: reporter) { (port: Int) async throws in
             #expect(try await status("http://127.0.0.1:\(port)/livez") == 200)
             #expect(try await status("http://127.0.0.1:\(port)/readyz") == 200)
+        }
+    }
+
+    @Test func pushServiceIsNotReadyWithoutRedis() async throws {
+        let database = try await TestDatabase.create(logger: TestStack.logger)
+        defer { Task { try? await database.drop() } }
+        let reporter = PortReporter()
+        // A port nothing listens on: the role serves, but is not ready.
+        var redis = try RedisConfiguration(url: "redis://127.0.0.1:1")
+        redis.connectTimeout = .milliseconds(200)
+        let app = try buildPushApplication(
+            configuration: PushConfiguration.forTests(server: server(database), redis: redis),
+            logger: TestStack.logger,
+            onServerRunning: reporter.report
+        )
+        try await withRunningApplication(app, reporter: reporter) { (port: Int) async throws in
+            #expect(try await status("http://127.0.0.1:\(port)/livez") == 200)
+            #expect(try await status("http://127.0.0.1:\(port)/readyz") == 503)
         }
     }
 

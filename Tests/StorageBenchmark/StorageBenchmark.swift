@@ -46,7 +46,7 @@ struct StorageBenchmark {
             for index in 1...commandsPerDevice {
                 let uuid = "\(prefix)-CMD-\(index)"
                 let command = NewCommand(commandUUID: uuid, requestType: "DeviceInformation", plist: plist(uuid))
-                _ = try await queue.enqueue(command, to: ids, recordPushIntent: false)
+                _ = try await queue.enqueue(command, to: ids, pushIntent: nil)
             }
         }
         try await client.query("VACUUM ANALYZE")
@@ -75,7 +75,7 @@ struct StorageBenchmark {
             let uuid = "FAN-CMD-\(attempt)"
             let command = NewCommand(commandUUID: uuid, requestType: "DeviceLock", plist: plist(uuid))
             let start = ContinuousClock.now
-            let outcome = try await queue.enqueue(command, to: targets, recordPushIntent: pushIntent)
+            let outcome = try await queue.enqueue(command, to: targets, pushIntent: pushIntent ? PushIntent(requestID: "BENCH", redriveAfter: .seconds(60)) : nil)
             let elapsed = ContinuousClock.now - start
             print(
                 "enqueue 1 command to \(outcome.queued.count) enrollments (push intent: \(pushIntent)): "

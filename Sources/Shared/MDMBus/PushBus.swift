@@ -27,12 +27,18 @@ package struct ReceivedPushRequest: Sendable, Equatable {
 /// them. Every request is handled by one consumer; a request whose consumer died before
 /// acknowledging it is reclaimed by another.
 package protocol PushBus: Sendable {
+    /// Creates what consumers need (the consumer group); idempotent.
+    func prepare() async throws
     func publish(_ requests: [PushRequest]) async throws
     /// Up to `count` new requests for `consumer`, waiting up to `block` for the first.
     func receive(consumer: String, count: Int, block: Duration) async throws -> [ReceivedPushRequest]
     /// Requests other consumers received and have not acknowledged for `minIdle`.
     func reclaim(consumer: String, minIdle: Duration, count: Int) async throws -> [ReceivedPushRequest]
     func acknowledge(_ receipts: [String]) async throws
+    /// Sends the outcomes of a request to the reply key its publisher named.
+    func reply(_ reply: PushReply, to key: String) async throws
+    /// Replies that arrived at `key` (one reader per key), waiting up to `block` for the first.
+    func receiveReplies(at key: String, block: Duration) async throws -> [PushReply]
 }
 
 /// `PushBus` on a Redis stream with a consumer group (XADD, XREADGROUP, XAUTOCLAIM, XACK).
@@ -107,6 +113,27 @@ package struct RedisPushBus: PushBus {
     package func acknowledge(_ receipts: [String]) async throws {
         guard !receipts.isEmpty else { return }
         _ = try await client.xack(stream: stream, group: group, ids: receipts)
+    }
+
+    package func reply(_ reply: PushReply, to key: String) async throws {
+        let body = try JSONEncoder().encode(reply)
+        try await client.pushExpiring(ByteBuffer(bytes: body), to: key, expiry: Self.replyExpiry)
+    }
+
+    /// Replies nobody reads (their API replica died) disappear after this.
+    static let replyExpiry: Duration = .seconds(300)
+
+    package func receiveReplies(at key: String, block: Duration) async throws -> [PushReply] {
+        let values = try await client.popList(key, count: 256, block: block)
+        let decoder = JSONDecoder()
+        return values.compactMap { value in
+            do {
+                return try decoder.decode(PushReply.self, from: Data(value.readableBytesView))
+            } catch {
+                logger.error("dropping a malformed push reply", metadata: ["key": "\(key)", "error": "\(error)"])
+                return nil
+            }
+        }
     }
 
     static func fields(of request: PushRequest) -> [(name: String, value: RESPArgument)] {

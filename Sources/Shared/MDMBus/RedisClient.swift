@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
+import ServiceLifecycle
 import Synchronization
 
 /// A pool of Redis connections.
@@ -383,3 +384,7 @@ package final class RedisClient: RedisCommandSending {
         }
     }
 }
+
+// The client runs in a role's service group: its `run()` waits for shutdown and then closes
+// the pool, after the services listed later (which use it) have stopped.
+extension RedisClient: Service {}

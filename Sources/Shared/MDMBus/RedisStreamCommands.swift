@@ -391,7 +391,7 @@ extension StreamEntry {
 extension Duration {
     /// Whole milliseconds for a Redis argument, rounded up so that a positive duration never
     /// becomes 0 (which means "forever" for `BLOCK`).
-    fileprivate var redisMilliseconds: Int {
+    var redisMilliseconds: Int {
         let (seconds, attoseconds) = components
         let attosecondsPerMillisecond: Int64 = 1_000_000_000_000_000
         let milliseconds = seconds * 1000 + (attoseconds + attosecondsPerMillisecond - 1) / attosecondsPerMillisecond

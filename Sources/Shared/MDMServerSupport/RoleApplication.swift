@@ -10,11 +10,14 @@ import ServiceLifecycle
 package enum RoleApplication {
     /// Builds a role: its PostgreSQL pool, a router with `/livez` and `/readyz` (PostgreSQL
     /// plus `readinessChecks`), the role's own routes, and the schema gate before serving.
+    ///
+    /// `services` (given the pool) run beside the server; at shutdown the server stops first,
+    /// then the services in reverse order, then the pool.
     package static func build(
         server: ServerConfiguration,
         logger: Logger,
         readinessChecks: [ReadinessCheck] = [],
-        services: [any Service] = [],
+        services: (PostgresClient) throws -> [any Service] = { _ in [] },
         onServerRunning: @escaping @Sendable (Int) async -> Void,
         routes: (Router<BasicRequestContext>, PostgresClient) throws -> Void
     ) throws -> some ApplicationProtocol {
@@ -25,7 +28,7 @@ package enum RoleApplication {
         var app = Application(
             router: router,
             configuration: .init(address: .hostname(server.host, port: server.port), serverName: nil),
-            services: [database] + services,
+            services: [database] + (try services(database)),
             onServerRunning: { channel in
                 await onServerRunning(channel.localAddress?.port ?? server.port)
             },

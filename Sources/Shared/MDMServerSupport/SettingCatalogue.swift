@@ -63,11 +63,50 @@ package enum SettingCatalogue {
         .init(
             name: "MDM_API_KEY", defaultValue: "(required)", roles: "api",
             summary: "API key (Basic nanomdm:<key> or Bearer <key>); also MDM_API_KEY_FILE"),
+        .init(
+            name: "MDM_REDIS_URL", defaultValue: "", roles: "api, push",
+            summary: "Redis URL (redis:// or rediss://, ?pool_size, ?connect_timeout_ms, ?command_timeout_ms); required for push; also MDM_REDIS_URL_FILE"),
+        .init(
+            name: "MDM_PUSH_STREAM", defaultValue: "mdm:push:requests", roles: "api, push",
+            summary: "Redis stream of push requests (its consumer group is mdm:push:workers)"),
+        .init(
+            name: "MDM_PUSH_WAIT_TIMEOUT", defaultValue: "10", roles: "api",
+            summary: "seconds an enqueue or push request waits for push outcomes (unless ?async=1)"),
+        .init(
+            name: "MDM_PUSH_REDRIVE_AFTER", defaultValue: "60", roles: "api, push",
+            summary: "seconds an owed push is left to the bus (or after a failure) before the outbox re-drives it"),
+        .init(
+            name: "MDM_PUSH_CONSUMER_NAME", defaultValue: "<host>-<pid>-<random>", roles: "push",
+            summary: "consumer name prefix in the Redis consumer group"),
+        .init(
+            name: "MDM_PUSH_CONSUMERS", defaultValue: "2", roles: "push",
+            summary: "concurrent stream consumers per process"),
+        .init(
+            name: "MDM_PUSH_BATCH_SIZE", defaultValue: "16", roles: "push",
+            summary: "stream entries (of up to 500 enrollments each) read at once by a consumer"),
+        .init(
+            name: "MDM_PUSH_COALESCE_WINDOW", defaultValue: "0.02", roles: "push",
+            summary: "seconds a consumer keeps reading after the first entry, so pushes for one enrollment coalesce"),
+        .init(
+            name: "MDM_PUSH_CONCURRENCY", defaultValue: "1000", roles: "push",
+            summary: "APNs requests in flight per consumer batch"),
+        .init(
+            name: "MDM_PUSH_RECLAIM_IDLE", defaultValue: "30", roles: "push",
+            summary: "seconds before entries another consumer did not acknowledge are taken over"),
+        .init(
+            name: "MDM_PUSH_RECLAIM_INTERVAL", defaultValue: "5", roles: "push",
+            summary: "seconds between scans for such entries"),
+        .init(
+            name: "MDM_PUSH_REDRIVE_INTERVAL", defaultValue: "5", roles: "push",
+            summary: "seconds between outbox scans for owed pushes"),
+        .init(
+            name: "MDM_PUSH_MAX_ATTEMPTS", defaultValue: "20", roles: "push",
+            summary: "failed APNs attempts after which an owed push is dropped"),
     ]
 
     package static var names: Set<String> {
         var names = Set(all.map(\.name))
-        for setting in all where ["MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY"].contains(setting.name) {
+        for setting in all where ["MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY", "MDM_REDIS_URL"].contains(setting.name) {
             names.insert(setting.name + "_FILE")
         }
         return names

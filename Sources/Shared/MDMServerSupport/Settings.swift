@@ -137,3 +137,12 @@ package struct Settings: Sendable {
         return contents.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
+
+extension Settings {
+    /// A duration given in (fractional) seconds.
+    package func seconds(_ name: String, default defaultValue: Duration) throws(ConfigurationError) -> Duration {
+        guard string(name) != nil else { return defaultValue }
+        let value = try double(name, default: 0)
+        return .milliseconds(Int64((value * 1000).rounded()))
+    }
+}

@@ -11,7 +11,8 @@ package struct Migration: Sendable {
 extension Migration {
     /// Every migration, in version order.
     package static let all: [Migration] = [
-        Migration(version: 1, name: "initial", statements: initialSchema)
+        Migration(version: 1, name: "initial", statements: initialSchema),
+        Migration(version: 2, name: "push delivery", statements: pushDelivery),
     ]
 }
 
@@ -134,5 +135,29 @@ private let initialSchema: [String] = [
         created_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now()
     )
+    """,
+]
+
+// Push delivery state. An outbox row is a push still owed to an enrollment for one request: the
+// API publishes the request right after its transaction and the row waits until `not_before`
+// before anyone re-drives it (the API moves `not_before` to now when publishing failed). A
+// PushService replica deletes the row once APNs gave a final answer for it.
+private let pushDelivery: [String] = [
+    """
+    ALTER TABLE push_outbox
+        ADD COLUMN request_id text COLLATE "C" NOT NULL DEFAULT '',
+        ADD COLUMN not_before timestamptz NOT NULL DEFAULT now(),
+        ADD COLUMN attempts integer NOT NULL DEFAULT 0
+    """,
+    "ALTER TABLE push_outbox ALTER COLUMN request_id DROP DEFAULT",
+    // Rows are settled by (request, enrollment) and re-driven by request.
+    "CREATE INDEX push_outbox_request_id_idx ON push_outbox (request_id, enrollment_id)",
+    "CREATE INDEX push_outbox_not_before_idx ON push_outbox (not_before)",
+    // The last APNs answer, for operators: the apns-id of the last accepted push, or why APNs
+    // refused it (`push_error`, and `push_unregistered_at` for 410 Unregistered).
+    """
+    ALTER TABLE enrollments
+        ADD COLUMN last_push_at timestamptz,
+        ADD COLUMN last_push_id text
     """,
 ]

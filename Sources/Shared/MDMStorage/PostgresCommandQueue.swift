@@ -19,9 +19,9 @@ package struct PostgresCommandQueue: CommandQueue {
     package func enqueue(
         _ command: NewCommand,
         to enrollmentIDs: [String],
-        recordPushIntent: Bool
+        pushIntent: PushIntent?
     ) async throws -> EnqueueOutcome {
-        let statement = EnqueueStatement(command: command, targets: enrollmentIDs, recordPushIntent: recordPushIntent)
+        let statement = EnqueueStatement(command: command, targets: enrollmentIDs, pushIntent: pushIntent)
         let rows = try await client.execute(statement, logger: logger)
         var result: EnqueueStatement.Row?
         for try await row in rows {
@@ -43,12 +43,13 @@ package struct PostgresCommandQueue: CommandQueue {
         return outcome
     }
 
-    package func recordPushIntent(enrollmentIDs: [String]) async throws -> [String] {
+    package func recordPushIntent(_ intent: PushIntent, enrollmentIDs: [String]) async throws -> [String] {
         let recorded = try await client.query(
             """
             WITH recorded AS (
-                INSERT INTO push_outbox (enrollment_id)
-                SELECT id FROM enrollments WHERE id IN (SELECT unnest(\(enrollmentIDs)::text[]))
+                INSERT INTO push_outbox (enrollment_id, request_id, not_before)
+                SELECT id, \(intent.requestID), now() + make_interval(secs => \(intent.redriveAfterSeconds))
+                FROM enrollments WHERE id IN (SELECT unnest(\(enrollmentIDs)::text[]))
                 RETURNING enrollment_id
             )
             SELECT ARRAY(SELECT enrollment_id FROM recorded)
@@ -95,13 +96,15 @@ package struct PostgresCommandQueue: CommandQueue {
 }
 
 /// Inserts the command, one queue entry per known target and (optionally) one push outbox row
-/// per queued target. The targets travel as one `text[]`, so any number fits in one statement.
+/// per queued target, tagged with the push request that will carry it. The targets travel as one `text[]`, so any number fits in one statement.
 ///
 /// The command is inserted only when some target exists. A duplicate is a CommandUUID that
 /// could not be inserted although it should have been, or that already existed.
 package struct EnqueueStatement: PostgresPreparedStatement {
-    package static let name = "mdm_enqueue_v1"
-    package static let bindingDataTypes: [PostgresDataType] = [.text, .text, .bytea, .int2, .textArray, .bool]
+    package static let name = "mdm_enqueue_v2"
+    package static let bindingDataTypes: [PostgresDataType] = [
+        .text, .text, .bytea, .int2, .textArray, .bool, .text, .float8,
+    ]
     package static let sql = """
         WITH known AS (
             SELECT id FROM enrollments WHERE id IN (SELECT unnest($5::text[]))
@@ -118,8 +121,8 @@ package struct EnqueueStatement: PostgresPreparedStatement {
             RETURNING enrollment_id
         ),
         pushes AS (
-            INSERT INTO push_outbox (enrollment_id)
-            SELECT enrollment_id FROM queued WHERE $6
+            INSERT INTO push_outbox (enrollment_id, request_id, not_before)
+            SELECT enrollment_id, $7, now() + make_interval(secs => $8) FROM queued WHERE $6
         )
         SELECT
             NOT EXISTS (SELECT 1 FROM command)
@@ -131,22 +134,24 @@ package struct EnqueueStatement: PostgresPreparedStatement {
 
     var command: NewCommand
     var targets: [String]
-    var recordPushIntent: Bool
+    var pushIntent: PushIntent?
 
-    package init(command: NewCommand, targets: [String], recordPushIntent: Bool) {
+    package init(command: NewCommand, targets: [String], pushIntent: PushIntent?) {
         self.command = command
         self.targets = targets
-        self.recordPushIntent = recordPushIntent
+        self.pushIntent = pushIntent
     }
 
     package func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 6)
+        var bindings = PostgresBindings(capacity: 8)
         bindings.append(command.commandUUID)
         bindings.append(command.requestType)
         try bindings.append(command.plist)
         bindings.append(command.priority)
         bindings.append(targets)
-        bindings.append(recordPushIntent)
+        bindings.append(pushIntent != nil)
+        bindings.append(pushIntent?.requestID ?? "")
+        bindings.append(pushIntent?.redriveAfterSeconds ?? 0)
         return bindings
     }
 

@@ -232,13 +232,13 @@ package enum CommandPollOutcome: Sendable, Equatable {
 /// The command queue (PROTOCOL.md §4).
 package protocol CommandQueue: Sendable {
     /// Stores the command once and a queue entry for every known target, in one statement for
-    /// any number of targets. With `recordPushIntent`, also records a push outbox row per
-    /// queued target. Throws `StorageError.duplicateCommand` when the CommandUUID exists.
-    func enqueue(_ command: NewCommand, to enrollmentIDs: [String], recordPushIntent: Bool) async throws
+    /// any number of targets. With a `pushIntent`, also records a push outbox row per queued
+    /// target. Throws `StorageError.duplicateCommand` when the CommandUUID exists.
+    func enqueue(_ command: NewCommand, to enrollmentIDs: [String], pushIntent: PushIntent?) async throws
         -> EnqueueOutcome
 
     /// Records push intent for the known IDs (push-only requests); returns the unknown ones.
-    func recordPushIntent(enrollmentIDs: [String]) async throws -> [String]
+    func recordPushIntent(_ intent: PushIntent, enrollmentIDs: [String]) async throws -> [String]
 
     /// Applies a report and selects the next command in one database round trip: checks the
     /// binding, stores the result and retires the entry (final statuses), records NotNow, and
