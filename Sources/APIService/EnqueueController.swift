@@ -19,7 +19,8 @@ struct EnqueueController: Sendable {
 
     func push(_ request: Request, context: some RequestContext) async throws -> Response {
         let ids = try Self.enrollmentIDs(context.parameters.get("ids") ?? "")
-        let result = try await handler.push(ids, wait: !Self.flag(request.uri.queryParameters["async"].map(String.init)))
+        let result = try await handler.push(
+            ids, wait: !Self.flag(request.uri.queryParameters["async"].map(String.init)))
         return Self.response(result)
     }
 

@@ -147,7 +147,8 @@ struct PushWorker: Service {
         }
         do {
             try await bus.publish(requests)
-            logger.info("re-drove owed pushes", metadata: ["enrollments": "\(due.reduce(0) { $0 + $1.enrollmentIDs.count })"])
+            logger.info(
+                "re-drove owed pushes", metadata: ["enrollments": "\(due.reduce(0) { $0 + $1.enrollmentIDs.count })"])
         } catch {
             // Still owed: due again at the next scan rather than after `redriveAfter`.
             try await store.redriveNow(requestIDs: due.map(\.requestID))
@@ -155,7 +156,9 @@ struct PushWorker: Service {
         }
     }
 
-    private func repeatUntilShutdown(every interval: Duration, _ body: @escaping @Sendable () async throws -> Void) async {
+    private func repeatUntilShutdown(every interval: Duration, _ body: @escaping @Sendable () async throws -> Void)
+        async
+    {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {

@@ -106,7 +106,8 @@ struct CommandQueueEnqueueTests {
         try await TestDatabase.withFreshClient { client in
             let storage = StorageFixture(client: client)
             _ = try await storage.enrollDevice("UDID-1")
-            let unknown = try await storage.queue.recordPushIntent(StorageFixture.pushIntent, enrollmentIDs: ["X", "UDID-1", "Y", "X"])
+            let unknown = try await storage.queue.recordPushIntent(
+                StorageFixture.pushIntent, enrollmentIDs: ["X", "UDID-1", "Y", "X"])
             #expect(unknown == ["X", "Y"])
             #expect(try await storage.count("SELECT count(*) FROM push_outbox WHERE enrollment_id = 'UDID-1'") == 1)
         }

@@ -56,7 +56,9 @@ struct PushStoreTests {
                 redriveAfter: .seconds(300)
             )
 
-            #expect(try await storage.value("SELECT last_push_id FROM enrollments WHERE id = 'OK'", as: String.self) == "APNS-ID-1")
+            #expect(
+                try await storage.value("SELECT last_push_id FROM enrollments WHERE id = 'OK'", as: String.self)
+                    == "APNS-ID-1")
             #expect(
                 try await storage.value("SELECT push_unregistered_at FROM enrollments WHERE id = 'GONE'", as: Date.self)
                     == unregistered)

@@ -1,6 +1,8 @@
 import Foundation
 import MDMBus
 import MDMServerSupport
+import MDMTestSupport
+import PostgresNIO
 
 @testable import PushService
 
@@ -21,5 +23,17 @@ extension PushConfiguration {
         var configuration = PushConfiguration(server: server, redis: redis, apns: APNsConfiguration(), worker: worker)
         if let stream { configuration.stream = stream }
         return configuration
+    }
+}
+
+extension TestDatabase {
+    /// The integer the query returns (a `count(*)`).
+    func count(_ sql: String) async throws -> Int {
+        try await withClient { client in
+            for try await value in try await client.query(PostgresQuery(unsafeSQL: sql)).decode(Int.self) {
+                return value
+            }
+            return 0
+        }
     }
 }

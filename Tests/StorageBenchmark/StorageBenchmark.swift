@@ -75,7 +75,9 @@ struct StorageBenchmark {
             let uuid = "FAN-CMD-\(attempt)"
             let command = NewCommand(commandUUID: uuid, requestType: "DeviceLock", plist: plist(uuid))
             let start = ContinuousClock.now
-            let outcome = try await queue.enqueue(command, to: targets, pushIntent: pushIntent ? PushIntent(requestID: "BENCH", redriveAfter: .seconds(60)) : nil)
+            let outcome = try await queue.enqueue(
+                command, to: targets,
+                pushIntent: pushIntent ? PushIntent(requestID: "BENCH", redriveAfter: .seconds(60)) : nil)
             let elapsed = ContinuousClock.now - start
             print(
                 "enqueue 1 command to \(outcome.queued.count) enrollments (push intent: \(pushIntent)): "

@@ -65,7 +65,15 @@ package enum SettingCatalogue {
             summary: "API key (Basic nanomdm:<key> or Bearer <key>); also MDM_API_KEY_FILE"),
         .init(
             name: "MDM_REDIS_URL", defaultValue: "", roles: "api, push",
-            summary: "Redis URL (redis:// or rediss://, ?pool_size, ?connect_timeout_ms, ?command_timeout_ms); required for push; also MDM_REDIS_URL_FILE"),
+            summary:
+                "Redis URL (redis:// or rediss://, ?pool_size, ?connect_timeout_ms, ?command_timeout_ms); required for push; also MDM_REDIS_URL_FILE"
+        ),
+        .init(
+            name: "MDM_NANOMDM_DATABASE_URL", defaultValue: "", roles: "api migrate-from-nanomdm",
+            summary: "NanoMDM PostgreSQL database to import from; also MDM_NANOMDM_DATABASE_URL_FILE"),
+        .init(
+            name: "MDM_DRY_RUN", defaultValue: "false", roles: "api migrate-from-nanomdm",
+            summary: "run the import and report what it would do, then roll it back"),
         .init(
             name: "MDM_PUSH_STREAM", defaultValue: "mdm:push:requests", roles: "api, push",
             summary: "Redis stream of push requests (its consumer group is mdm:push:workers)"),
@@ -106,7 +114,10 @@ package enum SettingCatalogue {
 
     package static var names: Set<String> {
         var names = Set(all.map(\.name))
-        for setting in all where ["MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY", "MDM_REDIS_URL"].contains(setting.name) {
+        for setting in all
+        where ["MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY", "MDM_REDIS_URL", "MDM_NANOMDM_DATABASE_URL"]
+            .contains(setting.name)
+        {
             names.insert(setting.name + "_FILE")
         }
         return names
