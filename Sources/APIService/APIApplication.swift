@@ -21,32 +21,33 @@ func buildAPIApplication(
         logger: logger,
         readinessChecks: redis.map { [.redis($0)] } ?? [],
         services: { _ in services },
-        onServerRunning: onServerRunning
-    ) { router, database in
-        router.add(middleware: ErrorMiddleware(.api))
-        router.get("version") { _, _ in
-            JSONBody.response(["version": SwiftMDMVersion.current], status: .ok)
+        onServerRunning: onServerRunning,
+        routes: { router, database in
+            router.add(middleware: ErrorMiddleware(.api))
+            router.get("version") { _, _ in
+                JSONBody.response(["version": SwiftMDMVersion.current], status: .ok)
+            }
+            let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
+            EnqueueController(
+                handler: EnqueueHandler(
+                    queue: PostgresCommandQueue(client: database, logger: logger),
+                    pusher: PushClient(
+                        bus: bus,
+                        listener: listener,
+                        store: PostgresPushStore(client: database, logger: logger),
+                        redriveAfter: configuration.pushRedriveAfter,
+                        waitTimeout: configuration.pushWaitTimeout,
+                        logger: logger
+                    )
+                ),
+                maxBodyBytes: configuration.server.maxBodyBytes
+            ).addRoutes(to: v1)
+            PushCertificateController(
+                handler: PushCertificateHandler(store: PostgresPushCertificateStore(client: database, logger: logger)),
+                maxBodyBytes: configuration.server.maxBodyBytes
+            ).addRoutes(to: v1)
         }
-        let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
-        EnqueueController(
-            handler: EnqueueHandler(
-                queue: PostgresCommandQueue(client: database, logger: logger),
-                pusher: PushClient(
-                    bus: bus,
-                    listener: listener,
-                    store: PostgresPushStore(client: database, logger: logger),
-                    redriveAfter: configuration.pushRedriveAfter,
-                    waitTimeout: configuration.pushWaitTimeout,
-                    logger: logger
-                )
-            ),
-            maxBodyBytes: configuration.server.maxBodyBytes
-        ).addRoutes(to: v1)
-        PushCertificateController(
-            handler: PushCertificateHandler(store: PostgresPushCertificateStore(client: database, logger: logger)),
-            maxBodyBytes: configuration.server.maxBodyBytes
-        ).addRoutes(to: v1)
-    }
+    )
 }
 
 /// `APIService migrate`: applies every pending schema migration and exits.

@@ -40,9 +40,9 @@ func buildPushApplication(
             )
             return [redis, APNsClientService(client: apns), worker]
         },
-        onServerRunning: onServerRunning
-    ) { _, _ in
-    }
+        onServerRunning: onServerRunning,
+        routes: { _, _ in }
+    )
 }
 
 /// Closes the APNs connections at shutdown, after the worker (listed later) has stopped.
