@@ -31,10 +31,20 @@ func buildCheckinApplication(
             userAuthenticateZeroLengthChallenge: configuration.userAuthenticateZeroLengthChallenge,
             retro: configuration.identity.retro
         )
+        let extractor = DeviceIdentityExtractor(configuration: configuration.identity)
         CheckinController(
             handler: handler,
-            extractor: DeviceIdentityExtractor(configuration: configuration.identity),
+            extractor: extractor,
             maxBodyBytes: configuration.server.maxBodyBytes
         ).addRoutes(to: router)
+        if let upstream = configuration.authProxyURL {
+            AuthProxyController(
+                upstream: upstream,
+                store: PostgresEnrollmentStore(client: database, logger: logger),
+                extractor: extractor,
+                httpClient: httpClient,
+                maxBodyBytes: configuration.server.maxBodyBytes
+            ).addRoutes(to: router)
+        }
     }
 }

@@ -10,6 +10,8 @@ struct CheckinConfiguration: Sendable {
     var userAuthenticateZeroLengthChallenge: Bool
     /// `TokenServiceType` → URL that `GetToken` requests are forwarded to.
     var getTokenForwarding: [String: URL]
+    /// Where `/authproxy/…` requests of bound devices go (`MDM_AUTHPROXY_URL`); off when `nil`.
+    var authProxyURL: URL?
 
     static let defaultPort = 9001
 
@@ -35,6 +37,12 @@ struct CheckinConfiguration: Sendable {
             userAuthenticateZeroLengthChallenge: try settings.bool("MDM_USER_AUTH_ZERO_CHALLENGE", default: false),
             getTokenForwarding: try Self.parseForwarding(settings.string("MDM_GETTOKEN_FORWARD"))
         )
+        if let raw = settings.string("MDM_AUTHPROXY_URL") {
+            guard let url = URL(string: raw), let scheme = url.scheme, ["http", "https"].contains(scheme) else {
+                throw ConfigurationError(setting: "MDM_AUTHPROXY_URL", problem: "not an http(s) URL: \(raw)")
+            }
+            authProxyURL = url
+        }
     }
 
     /// `type=url,type=url`.

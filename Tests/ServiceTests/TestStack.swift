@@ -70,6 +70,7 @@ struct TestStack: Sendable {
         var tokenHandlers: [String: any GetTokenHandler] = [:]
         var maxBodyBytes = ServerConfiguration.defaultMaxBodyBytes
         var retro = false
+        var authProxyURL: URL?
     }
 
     /// Starts the stack, runs `body`, tears everything down (the database too).
@@ -89,13 +90,15 @@ struct TestStack: Sendable {
         let apiKey = "test-api-key-\(UUID().uuidString)"
         do {
             let checkinReporter = PortReporter()
+            var checkinConfiguration = CheckinConfiguration(
+                server: server,
+                identity: identity,
+                declarativeManagement: options.declarativeManagement,
+                userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge
+            )
+            checkinConfiguration.authProxyURL = options.authProxyURL
             let checkin = try buildCheckinApplication(
-                configuration: CheckinConfiguration(
-                    server: server,
-                    identity: identity,
-                    declarativeManagement: options.declarativeManagement,
-                    userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge
-                ),
+                configuration: checkinConfiguration,
                 logger: logger,
                 tokenHandlers: options.tokenHandlers,
                 onServerRunning: checkinReporter.report

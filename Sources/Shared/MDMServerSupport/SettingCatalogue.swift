@@ -61,6 +61,9 @@ package enum SettingCatalogue {
             name: "MDM_GETTOKEN_FORWARD", defaultValue: "", roles: "checkin",
             summary: "GetToken forwarders: `type=url,type=url`"),
         .init(
+            name: "MDM_AUTHPROXY_URL", defaultValue: "", roles: "checkin",
+            summary: "upstream for /authproxy/…: bound devices' requests go there with X-Enrollment-ID"),
+        .init(
             name: "MDM_API_KEY", defaultValue: "(required)", roles: "api",
             summary: "API key (Basic nanomdm:<key> or Bearer <key>); also MDM_API_KEY_FILE"),
         .init(

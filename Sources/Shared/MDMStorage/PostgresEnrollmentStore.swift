@@ -160,6 +160,13 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
         return nil
     }
 
+    package func fetchBoundDevice(certificateHash: [UInt8]) async throws -> String? {
+        try await client.query(
+            "SELECT device_id FROM certificate_bindings WHERE sha256 = \(ByteBuffer(bytes: certificateHash))",
+            logger: logger
+        ).first(decoding: String.self)
+    }
+
     /// The user part of a user channel's ID (`UDID:UserID`, `EnrollmentID:EnrollmentUserID`).
     /// A Shared iPad's channel is named after the short name; its UserID is Apple's fixed one.
     private static func userID(of enrollment: EnrollmentIdentity) -> String? {

@@ -148,6 +148,8 @@ package protocol EnrollmentStore: Sendable {
     func markSeen(enrollmentID: String) async throws
 
     func fetchEnrollment(id: String) async throws -> EnrollmentRecord?
+    /// The device channel a certificate hash is bound to, if any.
+    func fetchBoundDevice(certificateHash: [UInt8]) async throws -> String?
 }
 
 /// A command to enqueue. `plist` is stored and returned byte for byte.

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import NIOHTTP1
 
 /// How a simulated device presents its identity.
 package enum DeviceTransport: Sendable, Equatable {
@@ -14,6 +15,12 @@ package enum DeviceTransport: Sendable, Equatable {
 package struct DeviceReply: Sendable {
     package var status: Int
     package var body: Data
+    package var headers: [(name: String, value: String)] = []
+
+    /// The first value of a header, by case-insensitive name.
+    package func header(_ name: String) -> String? {
+        headers.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
 
     /// The reply body decoded as a property list dictionary (a command, a bootstrap token…).
     package func plist() throws -> [String: Any] {
@@ -144,11 +151,14 @@ package struct SimulatedDevice: Sendable {
     // MARK: Transport
 
     /// Sends `body` with this device's identity and returns what came back.
-    package func send(body: Data, to url: String, contentType: String = "application/x-apple-aspen-mdm")
-        async throws -> DeviceReply
-    {
+    package func send(
+        body: Data,
+        to url: String,
+        contentType: String = "application/x-apple-aspen-mdm",
+        method: HTTPMethod = .PUT
+    ) async throws -> DeviceReply {
         var request = HTTPClientRequest(url: url)
-        request.method = .PUT
+        request.method = method
         request.headers.add(name: "Content-Type", value: contentType)
         switch transport {
         case .signature(let style):
@@ -156,10 +166,14 @@ package struct SimulatedDevice: Sendable {
         case .forwardedHeader(let name, let escapedPEM):
             request.headers.add(name: name, value: escapedPEM ? identity.escapedPEMHeader : identity.rfc9440Header)
         }
-        request.body = .bytes(ByteBuffer(bytes: body))
+        if !body.isEmpty || method != .GET { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response = try await httpClient.execute(request, timeout: .seconds(30))
         let reply = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return DeviceReply(status: Int(response.status.code), body: Data(reply.readableBytesView))
+        return DeviceReply(
+            status: Int(response.status.code),
+            body: Data(reply.readableBytesView),
+            headers: response.headers.map { ($0.name, $0.value) }
+        )
     }
 }
 
