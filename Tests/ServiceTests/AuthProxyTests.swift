@@ -98,9 +98,11 @@ final class RecordingUpstream: Sendable {
         )
         seen.withLock { $0.append(entry) }
         let enrollment = headers["x-enrollment-id"] ?? "nobody"
+        var responseHeaders = HTTPFields()
+        if let name = HTTPField.Name("X-Upstream") { responseHeaders[name] = "yes" }
         return Response(
             status: .ok,
-            headers: [HTTPField.Name("X-Upstream")!: "yes"],
+            headers: responseHeaders,
             body: .init(byteBuffer: ByteBuffer(string: "asset for \(enrollment)"))
         )
     }
