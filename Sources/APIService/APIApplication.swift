@@ -42,8 +42,15 @@ func buildAPIApplication(
                 ),
                 maxBodyBytes: configuration.server.maxBodyBytes
             ).addRoutes(to: v1)
+            let certificates = PostgresPushCertificateStore(client: database, logger: logger)
             PushCertificateController(
-                handler: PushCertificateHandler(store: PostgresPushCertificateStore(client: database, logger: logger)),
+                handler: PushCertificateHandler(store: certificates),
+                maxBodyBytes: configuration.server.maxBodyBytes
+            ).addRoutes(to: v1)
+            EscrowKeyUnlockController(
+                certificates: certificates,
+                endpoint: configuration.escrowKeyUnlockURL,
+                trustRoots: configuration.escrowKeyUnlockTrustRoots,
                 maxBodyBytes: configuration.server.maxBodyBytes
             ).addRoutes(to: v1)
         }

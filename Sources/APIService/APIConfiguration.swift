@@ -1,5 +1,7 @@
+import Foundation
 import MDMBus
 import MDMServerSupport
+import NIOSSL
 
 /// APIService settings.
 struct APIConfiguration: Sendable {
@@ -13,6 +15,11 @@ struct APIConfiguration: Sendable {
     var pushWaitTimeout: Duration = .seconds(10)
     /// How long an owed push is left to the bus before the outbox re-drives it.
     var pushRedriveAfter: Duration = .seconds(60)
+
+    /// Apple's escrow key unlock endpoint (`MDM_ESCROW_KEY_UNLOCK_URL`; tests point elsewhere).
+    var escrowKeyUnlockURL = EscrowKeyUnlockController.appleEndpoint
+    /// Trust roots for that endpoint instead of the system's (`MDM_ESCROW_KEY_UNLOCK_CA_CERTS`).
+    var escrowKeyUnlockTrustRoots: [NIOSSLCertificate]?
 
     static let defaultPort = 9000
 
@@ -37,6 +44,18 @@ struct APIConfiguration: Sendable {
         pushStream = settings.string("MDM_PUSH_STREAM", default: pushStream)
         pushWaitTimeout = try settings.seconds("MDM_PUSH_WAIT_TIMEOUT", default: pushWaitTimeout)
         pushRedriveAfter = try settings.seconds("MDM_PUSH_REDRIVE_AFTER", default: pushRedriveAfter)
+        escrowKeyUnlockURL = settings.string("MDM_ESCROW_KEY_UNLOCK_URL", default: escrowKeyUnlockURL)
+        guard let url = URL(string: escrowKeyUnlockURL), url.scheme == "https" || url.scheme == "http" else {
+            throw ConfigurationError(setting: "MDM_ESCROW_KEY_UNLOCK_URL", problem: "not an http(s) URL")
+        }
+        if let path = settings.string("MDM_ESCROW_KEY_UNLOCK_CA_CERTS") {
+            do {
+                escrowKeyUnlockTrustRoots = try NIOSSLCertificate.fromPEMFile(path)
+            } catch {
+                throw ConfigurationError(
+                    setting: "MDM_ESCROW_KEY_UNLOCK_CA_CERTS", problem: "cannot read \(path): \(error)")
+            }
+        }
         guard pushRedriveAfter > .zero else {
             throw ConfigurationError(setting: "MDM_PUSH_REDRIVE_AFTER", problem: "must be greater than 0")
         }

@@ -72,6 +72,13 @@ package enum SettingCatalogue {
                 "Redis URL (redis:// or rediss://, ?pool_size, ?connect_timeout_ms, ?command_timeout_ms); required for push; also MDM_REDIS_URL_FILE"
         ),
         .init(
+            name: "MDM_ESCROW_KEY_UNLOCK_URL",
+            defaultValue: "https://deviceservices-external.apple.com/deviceservicesworkers/escrowKeyUnlock",
+            roles: "api", summary: "Apple's escrow key unlock endpoint for POST /v1/escrowkeyunlock"),
+        .init(
+            name: "MDM_ESCROW_KEY_UNLOCK_CA_CERTS", defaultValue: "", roles: "api",
+            summary: "PEM file of trust roots for that endpoint instead of the system's"),
+        .init(
             name: "MDM_NANOMDM_DATABASE_URL", defaultValue: "", roles: "api migrate-from-nanomdm",
             summary: "NanoMDM PostgreSQL database to import from; also MDM_NANOMDM_DATABASE_URL_FILE"),
         .init(
