@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Hummingbird
 import Logging
+import MDMBus
 import MDMServerSupport
 import MDMTestSupport
 import NIOCore
@@ -71,6 +72,10 @@ struct TestStack: Sendable {
         var maxBodyBytes = ServerConfiguration.defaultMaxBodyBytes
         var retro = false
         var authProxyURL: URL?
+        /// The API's push bus (Redis) and stream; without it pushes stay in the outbox.
+        var apiRedis: RedisConfiguration?
+        var pushStream = RedisPushBus.defaultStream
+        var pushWaitTimeout: Duration = .seconds(10)
     }
 
     /// Starts the stack, runs `body`, tears everything down (the database too).
@@ -110,8 +115,11 @@ struct TestStack: Sendable {
                 onServerRunning: commandReporter.report
             )
             let apiReporter = PortReporter()
+            var apiConfiguration = APIConfiguration(server: server, apiKey: apiKey, redis: options.apiRedis)
+            apiConfiguration.pushStream = options.pushStream
+            apiConfiguration.pushWaitTimeout = options.pushWaitTimeout
             let api = try buildAPIApplication(
-                configuration: APIConfiguration(server: server, apiKey: apiKey),
+                configuration: apiConfiguration,
                 logger: logger,
                 onServerRunning: apiReporter.report
             )
@@ -142,14 +150,16 @@ struct TestStack: Sendable {
     func makeDevice(
         udid: String = UUID().uuidString,
         keyKind: TestKeyKind = .p256,
-        transport: DeviceTransport = .signature(.modern)
+        transport: DeviceTransport = .signature(.modern),
+        topic: String = "com.apple.mgmt.External.test-topic"
     ) throws -> SimulatedDevice {
         SimulatedDevice(
             udid: udid,
             identity: try ca.issueDeviceIdentity(commonName: udid, keyKind: keyKind),
             checkinURL: checkinURL,
             commandURL: commandURL,
-            transport: transport
+            transport: transport,
+            topic: topic
         )
     }
 
