@@ -8,18 +8,22 @@ import PostgresNIO
 func buildAPIApplication(
     configuration: APIConfiguration,
     logger: Logger,
+    metrics: MDMMetrics = .process,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
-    try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) {
-        router,
-        database in
+    try RoleApplication.build(
+        server: configuration.server,
+        logger: logger,
+        metrics: metrics,
+        onServerRunning: onServerRunning
+    ) { router, database in
         router.add(middleware: ErrorMiddleware(.api))
         router.get("version") { _, _ in
             JSONBody.response(["version": SwiftMDMVersion.current], status: .ok)
         }
         let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
         EnqueueController(
-            handler: EnqueueHandler(queue: PostgresCommandQueue(client: database, logger: logger)),
+            handler: EnqueueHandler(queue: PostgresCommandQueue(client: database, logger: logger), metrics: metrics),
             maxBodyBytes: configuration.server.maxBodyBytes
         ).addRoutes(to: v1)
         PushCertificateController(

@@ -15,6 +15,7 @@ struct EnqueueRequest: Sendable {
 /// The enqueue rules of PROTOCOL.md §5, free of HTTP and SQL.
 struct EnqueueHandler: Sendable {
     var queue: any CommandQueue
+    var metrics: MDMMetrics = .process
 
     static let unknownEnrollment = "unknown enrollment ID"
 
@@ -45,6 +46,7 @@ struct EnqueueHandler: Sendable {
             recordPushIntent: !request.noPush
         )
         let unknown = Set(outcome.unknown)
+        metrics.recordCommandsEnqueued(targets: request.enrollmentIDs.count - unknown.count)
         result.status = Self.statuses(request.enrollmentIDs) { id in
             unknown.contains(id) ? EnrollmentResult(commandError: Self.unknownEnrollment) : EnrollmentResult()
         }
