@@ -10,6 +10,7 @@ import ServiceLifecycle
 func buildAPIApplication(
     configuration: APIConfiguration,
     logger: Logger,
+    metrics: MDMMetrics = .process,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     let redis = try configuration.redis.map { try RedisClient(configuration: $0, logger: logger) }
@@ -19,6 +20,7 @@ func buildAPIApplication(
     return try RoleApplication.build(
         server: configuration.server,
         logger: logger,
+        metrics: metrics,
         readinessChecks: redis.map { [.redis($0)] } ?? [],
         services: { _ in services },
         onServerRunning: onServerRunning,
@@ -38,7 +40,8 @@ func buildAPIApplication(
                         redriveAfter: configuration.pushRedriveAfter,
                         waitTimeout: configuration.pushWaitTimeout,
                         logger: logger
-                    )
+                    ),
+                    metrics: metrics
                 ),
                 maxBodyBytes: configuration.server.maxBodyBytes
             ).addRoutes(to: v1)

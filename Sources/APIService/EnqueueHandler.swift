@@ -19,6 +19,7 @@ struct EnqueueRequest: Sendable {
 struct EnqueueHandler: Sendable {
     var queue: any CommandQueue
     var pusher: PushClient
+    var metrics: MDMMetrics = .process
 
     static let unknownEnrollment = "unknown enrollment ID"
 
@@ -45,6 +46,7 @@ struct EnqueueHandler: Sendable {
             pushIntent: intent
         )
         let unknown = Set(outcome.unknown)
+        metrics.recordCommandsEnqueued(targets: outcome.queued.count)
         var delivery = PushDelivery()
         if let intent {
             delivery = await pusher.push(intent, to: outcome.queued, wait: request.waitForPush)

@@ -11,6 +11,7 @@ func buildCheckinApplication(
     logger: Logger,
     httpClient: HTTPClient = .shared,
     tokenHandlers extraTokenHandlers: [String: any GetTokenHandler] = [:],
+    metrics: MDMMetrics = .process,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     var tokenHandlers: [String: any GetTokenHandler] = [:]
@@ -19,9 +20,12 @@ func buildCheckinApplication(
     }
     tokenHandlers.merge(extraTokenHandlers) { _, extra in extra }
 
-    return try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) {
-        router,
-        database in
+    return try RoleApplication.build(
+        server: configuration.server,
+        logger: logger,
+        metrics: metrics,
+        onServerRunning: onServerRunning
+    ) { router, database in
         let handler = CheckinHandler(
             store: PostgresEnrollmentStore(client: database, logger: logger),
             declarativeManagement: configuration.declarativeManagement.map {
@@ -29,7 +33,8 @@ func buildCheckinApplication(
             },
             tokenHandlers: tokenHandlers,
             userAuthenticateZeroLengthChallenge: configuration.userAuthenticateZeroLengthChallenge,
-            retro: configuration.identity.retro
+            retro: configuration.identity.retro,
+            metrics: metrics
         )
         let extractor = DeviceIdentityExtractor(configuration: configuration.identity)
         CheckinController(

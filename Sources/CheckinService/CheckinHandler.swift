@@ -63,8 +63,10 @@ struct CheckinHandler: Sendable {
     var tokenHandlers: [String: any GetTokenHandler]
     var userAuthenticateZeroLengthChallenge: Bool
     var retro: Bool
+    var metrics: MDMMetrics = .process
 
     func handle(_ checkin: CheckinRequest, identity: DeviceIdentity) async throws -> CheckinReply {
+        metrics.recordCheckin(messageType: checkin.messageType)
         let enrollment = checkin.enrollment
         if case .authenticate(let message) = checkin.message {
             return try await authenticate(message, checkin: checkin, identity: identity)

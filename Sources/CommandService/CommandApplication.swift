@@ -7,15 +7,20 @@ import MDMStorage
 func buildCommandApplication(
     configuration: CommandConfiguration,
     logger: Logger,
+    metrics: MDMMetrics = .process,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
-    try RoleApplication.build(server: configuration.server, logger: logger, onServerRunning: onServerRunning) {
-        router,
-        database in
+    try RoleApplication.build(
+        server: configuration.server,
+        logger: logger,
+        metrics: metrics,
+        onServerRunning: onServerRunning
+    ) { router, database in
         CommandController(
             handler: CommandHandler(
                 queue: PostgresCommandQueue(client: database, logger: logger),
-                retro: configuration.identity.retro
+                retro: configuration.identity.retro,
+                metrics: metrics
             ),
             extractor: DeviceIdentityExtractor(configuration: configuration.identity),
             maxBodyBytes: configuration.server.maxBodyBytes

@@ -15,9 +15,15 @@ struct CommandController: Sendable {
     func report(_ request: Request, context: some RequestContext) async throws -> Response {
         let device = try await DeviceRequest.read(request, limit: maxBodyBytes, extractor: extractor)
         let report = try CommandReport.decode(device.body)
+        var logger = context.logger
+        logger[metadataKey: LogKey.enrollmentID] = "\(report.enrollment.id)"
+        logger[metadataKey: LogKey.status] = "\(report.status)"
+        if let uuid = report.commandUUID { logger[metadataKey: LogKey.commandUUID] = "\(uuid)" }
         guard let next = try await handler.handle(report, identity: device.identity) else {
+            logger.debug("report handled; queue empty")
             return .emptyOK
         }
+        logger.debug("report handled; next command sent")
         return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: next.plist))
     }
 }

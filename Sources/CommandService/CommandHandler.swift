@@ -24,8 +24,10 @@ enum CommandError: HTTPMappableError, Equatable {
 struct CommandHandler: Sendable {
     var queue: any CommandQueue
     var retro: Bool
+    var metrics: MDMMetrics = .process
 
     func handle(_ report: CommandReport, identity: DeviceIdentity) async throws -> QueuedCommand? {
+        metrics.recordCommandReport(status: report.status)
         let poll = CommandPoll(
             enrollmentID: report.enrollment.id,
             deviceChannelID: report.enrollment.deviceChannelID,

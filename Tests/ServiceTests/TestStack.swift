@@ -55,6 +55,14 @@ struct TestStack: Sendable {
     var apiKey: String
     var ca: TestCertificateAuthority
     var database: TestDatabase
+    /// Each role's own metrics (what its `/metrics` shows), so tests can count exactly.
+    var checkinMetrics = MDMMetrics()
+    var commandMetrics = MDMMetrics()
+    var apiMetrics = MDMMetrics()
+
+    /// `http://127.0.0.1:<port>` of CheckinService and CommandService.
+    var checkinBaseURL: String { String(checkinURL.dropLast("/checkin".count)) }
+    var commandBaseURL: String { String(commandURL.dropLast("/mdm".count)) }
 
     static let logger: Logger = {
         var logger = Logger(label: "swiftmdm.test")
@@ -93,6 +101,9 @@ struct TestStack: Sendable {
             maxBodyBytes: options.maxBodyBytes
         )
         let apiKey = "test-api-key-\(UUID().uuidString)"
+        let checkinMetrics = MDMMetrics()
+        let commandMetrics = MDMMetrics()
+        let apiMetrics = MDMMetrics()
         do {
             let checkinReporter = PortReporter()
             var checkinConfiguration = CheckinConfiguration(
@@ -106,12 +117,14 @@ struct TestStack: Sendable {
                 configuration: checkinConfiguration,
                 logger: logger,
                 tokenHandlers: options.tokenHandlers,
+                metrics: checkinMetrics,
                 onServerRunning: checkinReporter.report
             )
             let commandReporter = PortReporter()
             let command = try buildCommandApplication(
                 configuration: CommandConfiguration(server: server, identity: identity),
                 logger: logger,
+                metrics: commandMetrics,
                 onServerRunning: commandReporter.report
             )
             let apiReporter = PortReporter()
@@ -121,6 +134,7 @@ struct TestStack: Sendable {
             let api = try buildAPIApplication(
                 configuration: apiConfiguration,
                 logger: logger,
+                metrics: apiMetrics,
                 onServerRunning: apiReporter.report
             )
             let result = try await withRunningApplication(checkin, reporter: checkinReporter) { checkinPort in
@@ -132,7 +146,10 @@ struct TestStack: Sendable {
                             apiURL: "http://127.0.0.1:\(apiPort)",
                             apiKey: apiKey,
                             ca: ca,
-                            database: database
+                            database: database,
+                            checkinMetrics: checkinMetrics,
+                            commandMetrics: commandMetrics,
+                            apiMetrics: apiMetrics
                         )
                         return try await body(stack)
                     }

@@ -1,5 +1,8 @@
 /// Log metadata keys, defined once.
 package enum LogKey {
+    package static let requestID = "mdm.request_id"
     package static let enrollmentID = "mdm.enrollment_id"
     package static let messageType = "mdm.message_type"
+    package static let commandUUID = "mdm.command_uuid"
+    package static let status = "mdm.status"
 }

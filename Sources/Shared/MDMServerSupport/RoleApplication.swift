@@ -1,36 +1,53 @@
 import Foundation
 import Hummingbird
 import Logging
-import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 
 /// Assembles a role's Hummingbird application the same way for every role: its router, its
 /// PostgreSQL pool as a lifecycle service, and a start-up gate on the schema version.
 package enum RoleApplication {
-    /// Builds a role: its PostgreSQL pool, a router with `/livez` and `/readyz` (PostgreSQL
-    /// plus `readinessChecks`), the role's own routes, and the schema gate before serving.
+    /// Builds a role: its PostgreSQL pool; a router that gives every request an ID and counts
+    /// it; `/livez`, `/readyz` (PostgreSQL plus `readinessChecks`) and `/metrics`; the role's
+    /// own routes; and the schema gate before serving.
+    ///
+    /// - Parameter metrics: Where the role's metrics go and what `/metrics` shows; a process
+    ///   has one (`MDMMetrics.process`), tests running several roles in one process give
+    ///   each its own.
     ///
     /// `services` (given the pool) run beside the server; at shutdown the server stops first,
     /// then the services in reverse order, then the pool.
     package static func build(
         server: ServerConfiguration,
         logger: Logger,
+        metrics: MDMMetrics = .process,
         readinessChecks: [ReadinessCheck] = [],
         services: (PostgresClient) throws -> [any Service] = { _ in [] },
         onServerRunning: @escaping @Sendable (Int) async -> Void,
         routes: (Router<BasicRequestContext>, PostgresClient) throws -> Void
     ) throws -> some ApplicationProtocol {
         let database = try Database.makeClient(configuration: server, logger: logger)
+        metrics.recordPostgresPool(maximumConnections: server.databasePoolSize)
         let router = Router()
+        // Router middleware wraps only the routes added after it: these two come first so
+        // that every route, the health endpoints included, is identified and counted.
+        router.add(middleware: RequestIDMiddleware())
+        router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
         HealthController(checks: [.database(database, logger: logger)] + readinessChecks).addRoutes(to: router)
+        MetricsController(metrics: metrics).addRoutes(to: router)
         try routes(router, database)
+        let portFile = server.portFile
         var app = Application(
             router: router,
             configuration: .init(address: .hostname(server.host, port: server.port), serverName: nil),
             services: [database] + (try services(database)),
             onServerRunning: { channel in
-                await onServerRunning(channel.localAddress?.port ?? server.port)
+                let port = channel.localAddress?.port ?? server.port
+                logger.info("listening", metadata: ["host": "\(server.host)", "port": "\(port)"])
+                if let portFile {
+                    writePortFile(port, to: portFile, logger: logger)
+                }
+                await onServerRunning(port)
             },
             logger: logger
         )
@@ -40,67 +57,13 @@ package enum RoleApplication {
         }
         return app
     }
-}
 
-/// The body of every role's `main`: settings, logging, build, run until SIGTERM/SIGINT.
-package enum RoleMain {
-    /// - Parameter subcommands: one-shot commands (`APIService migrate`) run instead of serving.
-    package static func run<App: ApplicationProtocol>(
-        role: String,
-        subcommands: [String: @Sendable (Settings, Logger) async throws -> Void] = [:],
-        build: @Sendable (Settings, Logger) async throws -> App
-    ) async throws {
-        // Run Swift concurrency on NIO's event loops: handlers, the PostgreSQL pool and the
-        // sockets then share threads instead of hopping between two pools on every request.
-        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
-        let settings: Settings
+    /// Written whole (temporary file, then rename), so a reader never sees half a number.
+    private static func writePortFile(_ port: Int, to path: String, logger: Logger) {
         do {
-            settings = try Settings.fromProcess()
-            let unknown = settings.unknownFlags(known: SettingCatalogue.names)
-            if !unknown.isEmpty {
-                throw ConfigurationError(setting: unknown.joined(separator: ", "), problem: "unknown option")
-            }
+            try Data("\(port)\n".utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
         } catch {
-            fail("\(error)")
+            logger.error("cannot write MDM_PORT_FILE", metadata: ["path": "\(path)", "error": "\(error)"])
         }
-        let logger = LogSetup.bootstrap(role: role, settings: settings)
-        if let name = settings.arguments.first {
-            guard let subcommand = subcommands[name], settings.arguments.count == 1 else {
-                fail("unknown command: \(settings.arguments.joined(separator: " "))")
-            }
-            do {
-                try await subcommand(settings, logger)
-                return
-            } catch {
-                fail("\(name) failed: \(error)")
-            }
-        }
-        let app: App
-        do {
-            app = try await build(settings, logger)
-        } catch {
-            fail("\(error)")
-        }
-        try await app.runService()
-    }
-
-    static func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("\(message)\n".utf8))
-        exit(2)
-    }
-}
-
-/// Logging for a role process.
-package enum LogSetup {
-    package static func bootstrap(role: String, settings: Settings) -> Logger {
-        let level = Logger.Level(rawValue: settings.string("MDM_LOG_LEVEL", default: "info").lowercased()) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        var logger = Logger(label: "swiftmdm.\(role)")
-        logger.logLevel = level
-        return logger
     }
 }

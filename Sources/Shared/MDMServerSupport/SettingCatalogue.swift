@@ -25,6 +25,15 @@ package enum SettingCatalogue {
             name: "MDM_LOG_LEVEL", defaultValue: "info", roles: "all",
             summary: "trace, debug, info, notice, warning, error, critical"),
         .init(
+            name: "MDM_LOG_FORMAT", defaultValue: "text", roles: "all",
+            summary: "text (human-readable lines) or json (one JSON object per line)"),
+        .init(
+            name: "MDM_SHUTDOWN_GRACE_SECONDS", defaultValue: "25", roles: "all",
+            summary: "seconds a SIGTERM/SIGINT drain may take before remaining work is abandoned"),
+        .init(
+            name: "MDM_PORT_FILE", defaultValue: "", roles: "all",
+            summary: "file the role writes its listening port to once it serves"),
+        .init(
             name: "MDM_MAX_BODY_BYTES", defaultValue: "33554432", roles: "all",
             summary: "largest request body; larger ones get 413"),
         .init(

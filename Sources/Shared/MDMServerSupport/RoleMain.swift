@@ -1,0 +1,114 @@
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// The body of every role's `main`: settings, logging, metrics, build, then serve until
+/// SIGTERM or SIGINT and drain.
+package enum RoleMain {
+    /// - Parameter subcommands: one-shot commands (`APIService migrate`) run instead of serving.
+    package static func run<App: ApplicationProtocol>(
+        role: String,
+        subcommands: [String: @Sendable (Settings, Logger) async throws -> Void] = [:],
+        build: @Sendable (Settings, Logger) async throws -> App
+    ) async throws {
+        // Run Swift concurrency on NIO's event loops: handlers, the PostgreSQL pool and the
+        // sockets then share threads instead of hopping between two pools on every request.
+        _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        let settings: Settings
+        let logger: Logger
+        let grace: Duration
+        do {
+            settings = try Settings.fromProcess()
+            let unknown = settings.unknownFlags(known: SettingCatalogue.names)
+            if !unknown.isEmpty {
+                throw ConfigurationError(setting: unknown.joined(separator: ", "), problem: "unknown option")
+            }
+            logger = try LogSetup.bootstrap(role: role, settings: settings)
+            grace = .milliseconds(Int(try settings.double("MDM_SHUTDOWN_GRACE_SECONDS", default: 25) * 1000))
+        } catch {
+            fail("\(error)")
+        }
+        // Library metrics (anything using swift-metrics' global API) land in the registry
+        // `/metrics` shows.
+        MetricsSystem.bootstrap(MDMMetrics.process.factory)
+        if let name = settings.arguments.first {
+            guard let subcommand = subcommands[name], settings.arguments.count == 1 else {
+                fail("unknown command: \(settings.arguments.joined(separator: " "))")
+            }
+            do {
+                try await subcommand(settings, logger)
+                return
+            } catch {
+                fail("\(name) failed: \(error)")
+            }
+        }
+        let app: App
+        do {
+            app = try await build(settings, logger)
+        } catch {
+            fail("\(error)")
+        }
+        do {
+            try await serve(app, grace: grace, logger: logger)
+        } catch {
+            logger.critical("stopped", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+        logger.info("stopped")
+    }
+
+    /// Runs `app` until SIGTERM or SIGINT, then shuts down gracefully: the server stops
+    /// accepting connections, answers the requests it has, and the services (the PostgreSQL
+    /// pool last) stop. After `grace` the remaining work is cancelled, and if that does not
+    /// end it within `ShutdownDeadline.cancellationAllowance`, the process exits with 1.
+    package static func serve(_ app: some ApplicationProtocol, grace: Duration, logger: Logger) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                // Last, so it is the first told to shut down and starts the clock at once.
+                .init(service: ShutdownDeadline(grace: grace, logger: logger)),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        )
+        configuration.maximumGracefulShutdownDuration = grace
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    static func fail(_ message: String) -> Never {
+        FileHandle.standardError.write(Data("\(message)\n".utf8))
+        exit(2)
+    }
+}
+
+/// Ends the process when a graceful shutdown overruns its grace period and cancellation does
+/// not finish it either (a service that ignores cancellation must not keep a replica around
+/// until the orchestrator kills it without a word).
+struct ShutdownDeadline: Service {
+    static let cancellationAllowance = Duration.seconds(2)
+
+    var grace: Duration
+    var logger: Logger
+
+    func run() async {
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // Cancelled: the group is ending for another reason.
+        }
+        logger.notice("shutting down: draining in-flight work", metadata: ["grace": "\(grace)"])
+        let deadline = grace + Self.cancellationAllowance
+        let logger = logger
+        // Detached on purpose: the group cancels its children when the grace period ends,
+        // and this timer must outlive that.
+        Task.detached {
+            try? await Task.sleep(for: deadline)
+            logger.critical("shutdown overran its grace period; exiting", metadata: ["grace": "\(deadline)"])
+            exit(1)
+        }
+    }
+}
