@@ -11,12 +11,14 @@ extension APNsClient: APNsSending {}
 func buildPushApplication(
     configuration: PushConfiguration,
     logger: Logger,
+    metrics: MDMMetrics = .process,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     let redis = try RedisClient(configuration: configuration.redis, logger: logger)
     return try RoleApplication.build(
         server: configuration.server,
         logger: logger,
+        metrics: metrics,
         readinessChecks: [.redis(redis)],
         services: { database in
             let apns = try APNsClient(
@@ -33,9 +35,11 @@ func buildPushApplication(
                     sender: apns,
                     redriveAfter: configuration.worker.redriveAfter,
                     maxConcurrentPushes: configuration.maxConcurrentPushes,
+                    metrics: metrics,
                     logger: logger
                 ),
                 settings: configuration.worker,
+                metrics: metrics,
                 logger: logger
             )
             return [redis, APNsClientService(client: apns), worker]

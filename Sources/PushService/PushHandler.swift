@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MDMBus
+import MDMServerSupport
 import MDMStorage
 
 /// Sends one push to APNs; `APNsClient` in production.
@@ -18,6 +19,7 @@ struct PushHandler: Sendable {
     var redriveAfter: Duration
     /// Pushes in flight at once for one batch.
     var maxConcurrentPushes: Int
+    var metrics: MDMMetrics = .process
     var logger: Logger
 
     /// What the batch produced: one reply per request that asked for one.
@@ -33,9 +35,12 @@ struct PushHandler: Sendable {
         // whose outcome answers all of them (APNs keeps only the latest MDM push anyway).
         var enrollmentIDs: [String] = []
         var seen: Set<String> = []
+        var named = 0
         for request in requests {
+            named += request.enrollmentIDs.count
             for id in request.enrollmentIDs where seen.insert(id).inserted { enrollmentIDs.append(id) }
         }
+        for _ in 0..<(named - enrollmentIDs.count) { metrics.recordPush(.coalesced) }
         let targets = try await store.fetchPushTargets(enrollmentIDs: enrollmentIDs)
 
         var results: [String: PushResult] = [:]
@@ -69,10 +74,12 @@ struct PushHandler: Sendable {
         for id in enrollmentIDs where results[id] == nil && !pushing.contains(id) {
             results[id] = PushResult(error: Self.noPushInfo)
         }
+        for _ in 0..<(enrollmentIDs.count - pushes.count) { metrics.recordPush(.skipped) }
 
         for (id, outcome) in await send(pushes) {
             let record = Self.record(outcome, for: id)
             outcomes.append(record)
+            metrics.recordPush(Self.metricOutcome(record.kind))
             switch record.kind {
             case .delivered: results[id] = PushResult(apnsID: record.detail)
             case .failed:
@@ -110,18 +117,35 @@ struct PushHandler: Sendable {
             var next = pushes.startIndex
             while next < pushes.endIndex, next - pushes.startIndex < maxConcurrentPushes {
                 let (id, push) = pushes[next]
-                group.addTask { (id, await sender.send(push)) }
+                group.addTask { (id, await timedSend(push)) }
                 next += 1
             }
             while let outcome = await group.next() {
                 outcomes.append(outcome)
                 if next < pushes.endIndex {
                     let (id, push) = pushes[next]
-                    group.addTask { (id, await sender.send(push)) }
+                    group.addTask { (id, await timedSend(push)) }
                     next += 1
                 }
             }
             return outcomes
+        }
+    }
+
+    /// One push, retries included, timed for the APNs latency histogram.
+    private func timedSend(_ push: APNsPush) async -> APNsOutcome {
+        let start = ContinuousClock.now
+        let outcome = await sender.send(push)
+        metrics.recordAPNsRequest(duration: ContinuousClock.now - start)
+        return outcome
+    }
+
+    static func metricOutcome(_ kind: PushOutcomeRecord.Kind) -> MDMMetrics.PushOutcome {
+        switch kind {
+        case .delivered: .sent
+        case .unregistered: .unregistered
+        case .rejected: .rejected
+        case .failed: .failed
         }
     }
 

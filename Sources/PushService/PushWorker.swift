@@ -46,6 +46,7 @@ struct PushWorker: Service {
     var store: any PushStore
     var handler: PushHandler
     var settings: PushWorkerSettings
+    var metrics: MDMMetrics = .process
     var logger: Logger
 
     func run() async throws {
@@ -116,6 +117,8 @@ struct PushWorker: Service {
     }
 
     private func reclaim() async throws {
+        let backlog = try await bus.backlog()
+        metrics.recordPushStream(pending: backlog.pending, lag: backlog.lag)
         while !Task.isShuttingDownGracefully {
             let reclaimed = try await bus.reclaim(
                 consumer: "\(settings.consumerName)-reclaim",

@@ -39,6 +39,8 @@ package protocol PushBus: Sendable {
     func reply(_ reply: PushReply, to key: String) async throws
     /// Replies that arrived at `key` (one reader per key), waiting up to `block` for the first.
     func receiveReplies(at key: String, block: Duration) async throws -> [PushReply]
+    /// Entries delivered to consumers but not acknowledged, and entries not yet delivered.
+    func backlog() async throws -> (pending: Int, lag: Int)
 }
 
 /// `PushBus` on a Redis stream with a consumer group (XADD, XREADGROUP, XAUTOCLAIM, XACK).
@@ -134,6 +136,12 @@ package struct RedisPushBus: PushBus {
                 return nil
             }
         }
+    }
+
+    package func backlog() async throws -> (pending: Int, lag: Int) {
+        let groups = try await client.xinfoGroups(stream: stream)
+        guard let info = groups.first(where: { $0.name == group }) else { return (0, 0) }
+        return (info.pending, info.lag ?? 0)
     }
 
     static func fields(of request: PushRequest) -> [(name: String, value: RESPArgument)] {
