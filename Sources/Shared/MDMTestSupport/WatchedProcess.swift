@@ -62,7 +62,7 @@ package final class WatchedProcess: Sendable {
         var pid: Int32?
         var pidWaiters: [CheckedContinuation<Int32?, Never>] = []
         var exit: ProcessExit?
-        var exitWaiters: [CheckedContinuation<ProcessExit, Never>] = []
+        var exitWaiters: [(id: UInt64, continuation: CheckedContinuation<ProcessExit?, Never>)] = []
         var outputWaiters: [(id: UInt64, text: String, continuation: CheckedContinuation<Bool, Never>)] = []
         var nextWaiterID: UInt64 = 0
     }
@@ -175,21 +175,44 @@ package final class WatchedProcess: Sendable {
         return await waitForExit()
     }
 
-    /// Waits for the program to end.
+    /// Waits for the program to end (whether or not the waiting task is cancelled).
     package func waitForExit() async -> ProcessExit {
-        await withCheckedContinuation { continuation in
-            let known = state.withLock { state -> ProcessExit? in
-                if state.exit == nil { state.exitWaiters.append(continuation) }
-                return state.exit
+        while true {
+            if let exit = await Task.detached(operation: { await self.exitUnlessCancelled() }).value {
+                return exit
             }
-            if let known { continuation.resume(returning: known) }
+        }
+    }
+
+    /// Waits for the program to end; nil when the waiting task is cancelled first.
+    package func exitUnlessCancelled() async -> ProcessExit? {
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let known = state.withLock { state -> ProcessExit?? in
+                    if let exit = state.exit { return .some(exit) }
+                    if Task.isCancelled { return .some(nil) }
+                    state.exitWaiters.append((id, continuation))
+                    return nil
+                }
+                if let known { continuation.resume(returning: known) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<ProcessExit?, Never>? in
+                guard let index = state.exitWaiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.exitWaiters.remove(at: index).continuation
+            }
+            waiter?.resume(returning: nil)
         }
     }
 
     /// Waits for the program to end, at most `timeout`.
     package func waitForExit(timeout: Duration) async throws -> ProcessExit {
         try await withThrowingTaskGroup(of: ProcessExit?.self) { group in
-            group.addTask { await self.waitForExit() }
+            group.addTask { await self.exitUnlessCancelled() }
             group.addTask {
                 try? await Task.sleep(for: timeout)
                 return nil
@@ -291,7 +314,7 @@ package final class WatchedProcess: Sendable {
             }
             return (state.exitWaiters, state.pidWaiters, state.outputWaiters.map(\.continuation))
         }
-        for waiter in exitWaiters { waiter.resume(returning: exit) }
+        for waiter in exitWaiters { waiter.continuation.resume(returning: exit) }
         for waiter in pidWaiters { waiter.resume(returning: nil) }
         for waiter in outputWaiters { waiter.resume(returning: false) }
     }
