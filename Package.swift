@@ -53,6 +53,7 @@ let package = Package(
             name: "MDMStorage",
             dependencies: [
                 "MDMProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -240,6 +241,7 @@ let package = Package(
                 "MDMProtocol",
                 "MDMStorage",
                 "MDMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -23,7 +23,13 @@ func buildAPIApplication(
             maxBodyBytes: configuration.server.maxBodyBytes
         ).addRoutes(to: v1)
         PushCertificateController(
-            handler: PushCertificateHandler(store: PostgresPushCertificateStore(client: database, logger: logger)),
+            handler: PushCertificateHandler(
+                store: PostgresPushCertificateStore(
+                    client: database,
+                    logger: logger,
+                    keyEncryptionKey: configuration.pushKeyEncryptionKey?.symmetricKey
+                )
+            ),
             maxBodyBytes: configuration.server.maxBodyBytes
         ).addRoutes(to: v1)
     }

@@ -63,11 +63,17 @@ package enum SettingCatalogue {
         .init(
             name: "MDM_API_KEY", defaultValue: "(required)", roles: "api",
             summary: "API key (Basic nanomdm:<key> or Bearer <key>); also MDM_API_KEY_FILE"),
+        .init(
+            name: "MDM_PUSH_KEY_ENCRYPTION_KEY", defaultValue: "", roles: "api, push",
+            summary: "base64 of 32 bytes: seals push-certificate private keys at rest (AES-256-GCM); also _FILE"),
     ]
 
     package static var names: Set<String> {
         var names = Set(all.map(\.name))
-        for setting in all where ["MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY"].contains(setting.name) {
+        for setting in all
+        where [
+            "MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY", "MDM_PUSH_KEY_ENCRYPTION_KEY",
+        ].contains(setting.name) {
             names.insert(setting.name + "_FILE")
         }
         return names
