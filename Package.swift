@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "APIService", targets: ["APIService"]),
         .executable(name: "PushService", targets: ["PushService"]),
         .executable(name: "mdm-loadgen", targets: ["LoadGenerator"]),
+        .executable(name: "mdm-push-bench", targets: ["PushBenchmark"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.3.0"),
@@ -55,6 +56,7 @@ let package = Package(
             name: "MDMStorage",
             dependencies: [
                 "MDMProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -179,15 +181,29 @@ let package = Package(
                 "MDMBus",
                 "MDMServerSupport",
                 "MDMStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
 
         // MARK: Tools and tests
+        .executableTarget(
+            name: "PushBenchmark",
+            dependencies: [
+                "MDMBus",
+                "MDMStorage",
+                "MDMTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            path: "Tests/PushBenchmark",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "LoadGenerator",
             dependencies: [
@@ -256,6 +272,7 @@ let package = Package(
                 "MDMProtocol",
                 "MDMStorage",
                 "MDMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -296,6 +313,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "X509", package: "swift-certificates"),

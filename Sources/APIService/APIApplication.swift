@@ -45,7 +45,11 @@ func buildAPIApplication(
                 ),
                 maxBodyBytes: configuration.server.maxBodyBytes
             ).addRoutes(to: v1)
-            let certificates = PostgresPushCertificateStore(client: database, logger: logger)
+            let certificates = PostgresPushCertificateStore(
+                client: database,
+                logger: logger,
+                keyEncryptionKey: configuration.pushKeyEncryptionKey?.symmetricKey
+            )
             PushCertificateController(
                 handler: PushCertificateHandler(store: certificates),
                 maxBodyBytes: configuration.server.maxBodyBytes

@@ -1,6 +1,7 @@
 import Foundation
 import MDMBus
 import MDMServerSupport
+import MDMStorage
 import NIOSSL
 
 /// APIService settings.
@@ -23,10 +24,19 @@ struct APIConfiguration: Sendable {
 
     static let defaultPort = 9000
 
-    init(server: ServerConfiguration, apiKey: String, redis: RedisConfiguration? = nil) {
+    /// Seals push-certificate private keys at rest; `nil` stores them as plain PEM.
+    var pushKeyEncryptionKey: PushKeyEncryptionKey?
+
+    init(
+        server: ServerConfiguration,
+        apiKey: String,
+        redis: RedisConfiguration? = nil,
+        pushKeyEncryptionKey: PushKeyEncryptionKey? = nil
+    ) {
         self.server = server
         self.apiKey = apiKey
         self.redis = redis
+        self.pushKeyEncryptionKey = pushKeyEncryptionKey
     }
 
     init(settings: Settings) throws(ConfigurationError) {
@@ -39,7 +49,8 @@ struct APIConfiguration: Sendable {
         self.init(
             server: try ServerConfiguration(settings: settings, defaultPort: Self.defaultPort),
             apiKey: key,
-            redis: try settings.redisConfiguration()
+            redis: try settings.redisConfiguration(),
+            pushKeyEncryptionKey: try settings.pushKeyEncryptionKey()
         )
         pushStream = settings.string("MDM_PUSH_STREAM", default: pushStream)
         pushWaitTimeout = try settings.seconds("MDM_PUSH_WAIT_TIMEOUT", default: pushWaitTimeout)

@@ -23,7 +23,11 @@ func buildPushApplication(
         services: { database in
             let apns = try APNsClient(
                 configuration: configuration.apns,
-                certificates: PostgresPushCertificateStore(client: database, logger: logger),
+                certificates: PostgresPushCertificateStore(
+                    client: database,
+                    logger: logger,
+                    keyEncryptionKey: configuration.pushKeyEncryptionKey?.symmetricKey
+                ),
                 logger: logger
             )
             let store = PostgresPushStore(client: database, logger: logger)

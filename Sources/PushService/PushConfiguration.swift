@@ -1,6 +1,7 @@
 import Foundation
 import MDMBus
 import MDMServerSupport
+import MDMStorage
 
 /// PushService settings.
 struct PushConfiguration: Sendable {
@@ -10,6 +11,8 @@ struct PushConfiguration: Sendable {
     var stream = RedisPushBus.defaultStream
     var apns: APNsConfiguration
     var worker: PushWorkerSettings
+    /// Opens push-certificate private keys sealed at rest (`MDM_PUSH_KEY_ENCRYPTION_KEY`).
+    var pushKeyEncryptionKey: PushKeyEncryptionKey?
     /// Pushes in flight at once per consumer batch.
     var maxConcurrentPushes = 1000
 
@@ -30,6 +33,7 @@ struct PushConfiguration: Sendable {
         self.redis = redis
         stream = settings.string("MDM_PUSH_STREAM", default: stream)
         apns = try APNsConfiguration(settings: settings)
+        pushKeyEncryptionKey = try settings.pushKeyEncryptionKey()
         worker = PushWorkerSettings(
             consumerName: settings.string("MDM_PUSH_CONSUMER_NAME") ?? PushWorkerSettings.uniqueConsumerName())
         worker.consumers = try settings.int("MDM_PUSH_CONSUMERS", default: worker.consumers, range: 1...64)

@@ -26,8 +26,11 @@ struct PushBenchmark {
         let enrollments = option("--enrollments", 10_000)
         let replicas = option("--replicas", 1)
         let runs = option("--runs", 2)
-        var logger = Logger(label: "mdm.push-bench")
-        logger.logLevel = .warning
+        let logger = {
+            var logger = Logger(label: "mdm.push-bench")
+            logger.logLevel = .warning
+            return logger
+        }()
 
         let database = try await TestDatabase.create(logger: logger)
         let pushCA = try TestCertificateAuthority.make(commonName: "Bench Push CA")

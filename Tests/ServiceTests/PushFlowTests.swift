@@ -69,7 +69,8 @@ struct PushFlowTests {
 
             let first = try await push.stack.api(.POST, "/v1/push/\(device.udid)")
             #expect(first.status == 207)
-            let error = try #require((try first.json()["status"] as? [String: [String: String]])?[device.udid]?["push_error"])
+            let error = try #require(
+                (try first.json()["status"] as? [String: [String: String]])?[device.udid]?["push_error"])
             #expect(error.contains("Unregistered"))
             #expect(
                 try await push.stack.database.count(

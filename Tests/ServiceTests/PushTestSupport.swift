@@ -68,7 +68,9 @@ struct PushStack: Sendable {
                     host: "127.0.0.1", port: 0, databaseURL: stack.database.url, databasePoolSize: 4)
                 let apnsConfiguration = APNsConfiguration(
                     baseURL: apns.baseURL,
-                    additionalTrustRoots: [try NIOSSLCertificate(bytes: Array(apns.serverTrustRootPEM.utf8), format: .pem)],
+                    additionalTrustRoots: [
+                        try NIOSSLCertificate(bytes: Array(apns.serverTrustRootPEM.utf8), format: .pem)
+                    ],
                     maxAttempts: options.apnsMaxAttempts,
                     retryBaseDelay: .milliseconds(20),
                     retryMaxDelay: .milliseconds(100)

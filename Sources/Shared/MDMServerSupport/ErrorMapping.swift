@@ -40,6 +40,7 @@ extension StorageError: HTTPMappableError {
         case .duplicateCommand: .conflict
         case .unknownDevice: .badRequest
         case .schemaOutdated: .serviceUnavailable
+        case .pushKeyEncrypted, .pushKeyUndecryptable: .internalServerError
         }
     }
 
@@ -49,6 +50,10 @@ extension StorageError: HTTPMappableError {
         case .unknownDevice(let id): "device \(id) has not authenticated"
         case .schemaOutdated(let current, let required):
             "database schema version \(current) is older than \(required); run `APIService migrate`"
+        case .pushKeyEncrypted(let topic):
+            "the private key of push topic \(topic) is encrypted and MDM_PUSH_KEY_ENCRYPTION_KEY is not set"
+        case .pushKeyUndecryptable(let topic):
+            "the private key of push topic \(topic) does not decrypt with MDM_PUSH_KEY_ENCRYPTION_KEY"
         }
     }
 }

@@ -129,14 +129,36 @@ package enum SettingCatalogue {
         .init(
             name: "MDM_PUSH_MAX_ATTEMPTS", defaultValue: "20", roles: "push",
             summary: "failed APNs attempts after which an owed push is dropped"),
+        .init(
+            name: "MDM_PUSH_KEY_ENCRYPTION_KEY", defaultValue: "", roles: "api, push",
+            summary: "base64 of 32 bytes: seals push-certificate private keys at rest (AES-256-GCM); also _FILE"),
+        .init(
+            name: "MDM_APNS_URL", defaultValue: "https://api.push.apple.com", roles: "push",
+            summary: "APNs base URL (sandbox: https://api.sandbox.push.apple.com)"),
+        .init(
+            name: "MDM_APNS_CA_CERTS", defaultValue: "", roles: "push",
+            summary: "PEM file of CAs trusted for APNs in addition to the system roots"),
+        .init(
+            name: "MDM_APNS_MAX_ATTEMPTS", defaultValue: "4", roles: "push",
+            summary: "requests per push at most (429, 5xx and one dropped connection are retried)"),
+        .init(
+            name: "MDM_APNS_RETRY_BASE_DELAY", defaultValue: "0.5", roles: "push",
+            summary: "seconds before the first retry after 429 or 5xx; doubles per retry, with jitter"),
+        .init(
+            name: "MDM_APNS_RETRY_MAX_DELAY", defaultValue: "10", roles: "push",
+            summary: "longest wait between retries, in seconds"),
+        .init(
+            name: "MDM_APNS_TIMEOUT", defaultValue: "30", roles: "push",
+            summary: "seconds one APNs request may take, connecting included"),
     ]
 
     package static var names: Set<String> {
         var names = Set(all.map(\.name))
         for setting in all
-        where ["MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY", "MDM_REDIS_URL", "MDM_NANOMDM_DATABASE_URL"]
-            .contains(setting.name)
-        {
+        where [
+            "MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY", "MDM_PUSH_KEY_ENCRYPTION_KEY", "MDM_REDIS_URL",
+            "MDM_NANOMDM_DATABASE_URL",
+        ].contains(setting.name) {
             names.insert(setting.name + "_FILE")
         }
         return names

@@ -275,4 +275,8 @@ package enum StorageError: Error, Sendable, Equatable {
     case unknownDevice(String)
     /// The database schema is older than this build needs (run `APIService migrate`).
     case schemaOutdated(current: Int, required: Int)
+    /// The topic's private key is sealed and no key-encryption key (`MDM_PUSH_KEY_ENCRYPTION_KEY`) is set.
+    case pushKeyEncrypted(topic: String)
+    /// The topic's sealed private key does not open with the configured key: another key, or an altered row.
+    case pushKeyUndecryptable(topic: String)
 }

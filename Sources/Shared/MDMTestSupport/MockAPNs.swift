@@ -51,6 +51,8 @@ package final class MockAPNs: Sendable {
         case internalServerError(times: Int)
         /// For the next request: a GOAWAY frame on its connection instead of an answer, then the connection closes.
         case goAway
+        /// No answer until `release(_:)`, then 200, for every request until replaced: keeps a push in flight.
+        case hold
     }
 
     package let port: Int
@@ -125,6 +127,73 @@ package final class MockAPNs: Sendable {
         state.withLock { $0.behaviours[token.lowercased()] = behaviour }
     }
 
+    /// Answers 200 to every request held for `token` (`Behaviour.hold`) and stops holding new ones.
+    package func release(_ token: String) {
+        let held = state.withLock { state in
+            let key = token.lowercased()
+            if state.behaviours[key] == .hold {
+                state.behaviours[key] = nil
+            }
+            return state.held.removeValue(forKey: key) ?? []
+        }
+        for answer in held {
+            answer()
+        }
+    }
+
+    fileprivate func hold(_ token: String, answer: @escaping @Sendable () -> Void) {
+        let heldNow = state.withLock { state in
+            let key = token.lowercased()
+            guard state.behaviours[key] == .hold else { return false }
+            state.held[key, default: []].append(answer)
+            return true
+        }
+        if !heldNow {
+            answer()
+        }
+    }
+
+    /// Connections accepted since the start (TCP connections, whether or not their TLS handshake succeeded).
+    package func acceptedConnectionCount() -> Int {
+        state.withLock { $0.acceptedConnections }
+    }
+
+    /// Waits until at most `count` connections are open.
+    package func waitForOpenConnections(atMost count: Int, timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let (open, closing) = state.withLock { state in
+                (state.connections.count, state.connections.values.map(\.closeFuture))
+            }
+            if open <= count { return }
+            guard ContinuousClock.now < deadline else {
+                throw MockAPNsError.timedOut(expected: count, received: open)
+            }
+            await Self.firstClose(of: closing, deadline: deadline)
+        }
+    }
+
+    /// Returns when any of `closeFutures` completes, or at `deadline`.
+    private static func firstClose(of closeFutures: [EventLoopFuture<Void>], deadline: ContinuousClock.Instant) async {
+        let resumed = ResumeOnce()
+        let timer = Task {
+            try? await Task.sleep(until: deadline, clock: .continuous)
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resume: @Sendable () -> Void = {
+                if resumed.claim() { continuation.resume() }
+            }
+            for future in closeFutures {
+                future.whenComplete { _ in resume() }
+            }
+            Task {
+                await timer.value
+                resume()
+            }
+        }
+        timer.cancel()
+    }
+
     /// Every request received so far, in arrival order.
     package func requests() async -> [Recorded] {
         state.withLock { $0.recorded }
@@ -191,6 +260,7 @@ package final class MockAPNs: Sendable {
         let isShutDown = state.withLock { state in
             if !state.isShutDown {
                 state.connections[ObjectIdentifier(channel)] = channel
+                state.acceptedConnections += 1
             }
             return state.isShutDown
         }
@@ -237,6 +307,18 @@ package final class MockAPNs: Sendable {
 
 private let devicePathPrefix = "/3/device/"
 
+/// Lets exactly one of several racing callbacks resume a continuation.
+private final class ResumeOnce: Sendable {
+    private let claimed = Mutex(false)
+
+    func claim() -> Bool {
+        claimed.withLock { claimed in
+            defer { claimed = true }
+            return !claimed
+        }
+    }
+}
+
 /// Lets connections reach the mock, which exists only once the listening socket is bound.
 private final class Recorder: Sendable {
     let mock = Mutex<MockAPNs?>(nil)
@@ -251,6 +333,7 @@ private struct Waiter {
 private enum Outcome {
     case reply(status: HTTPResponseStatus, body: String?)
     case goAway
+    case hold(token: String)
 }
 
 private struct State {
@@ -258,6 +341,8 @@ private struct State {
     var behaviours: [String: MockAPNs.Behaviour] = [:]
     var waiters: [UUID: Waiter] = [:]
     var connections: [ObjectIdentifier: any Channel] = [:]
+    var acceptedConnections = 0
+    var held: [String: [@Sendable () -> Void]] = [:]
     var isShutDown = false
 
     mutating func outcome(for request: MockAPNs.Recorded) -> Outcome {
@@ -287,6 +372,8 @@ private struct State {
         case .goAway:
             behaviours[key] = nil
             return .goAway
+        case .hold:
+            return .hold(token: key)
         }
     }
 }
@@ -329,6 +416,15 @@ private final class MockAPNsStreamHandler: ChannelInboundHandler {
                 reply(context: context, status: status, body: body, apnsID: request.header("apns-id"))
             case .goAway:
                 goAway(context: context)
+            case .hold(let token):
+                let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                let apnsID = request.header("apns-id")
+                mock.hold(token) {
+                    handler.eventLoop.execute {
+                        let (handler, context) = handler.value
+                        handler.reply(context: context, status: .ok, body: nil, apnsID: apnsID)
+                    }
+                }
             }
         }
     }

@@ -134,6 +134,46 @@ package struct TestCertificateAuthority: Sendable {
         notValidAfter: Date = Date() + 86400 * 365,
         extendedKeyUsage: [ExtendedKeyUsage.Usage]? = [.clientAuth]
     ) throws -> TestDeviceIdentity {
+        try issueLeaf(
+            subject: DistinguishedName { CommonName(commonName) },
+            keyKind: keyKind,
+            notValidBefore: notValidBefore,
+            notValidAfter: notValidAfter,
+            extendedKeyUsage: extendedKeyUsage
+        )
+    }
+
+    /// Issues an APNs push certificate shaped like Apple's MDM push certificates: the topic as the subject's
+    /// UID (`0.9.2342.19200300.100.1.1`), an `APSP:` common name, clientAuth.
+    package func issuePushCertificate(
+        topic: String,
+        keyKind: TestKeyKind = .p256,
+        notValidAfter: Date = Date() + 86400 * 365
+    ) throws -> TestDeviceIdentity {
+        let userID: ASN1ObjectIdentifier = [0, 9, 2342, 19_200_300, 100, 1, 1]
+        let subject = try DistinguishedName([
+            RelativeDistinguishedName.Attribute(type: userID, utf8String: topic),
+            RelativeDistinguishedName.Attribute(
+                type: .RDNAttributeType.commonName,
+                utf8String: "APSP:\(UUID().uuidString.lowercased())"
+            ),
+        ])
+        return try issueLeaf(
+            subject: subject,
+            keyKind: keyKind,
+            notValidBefore: Date() - 3600,
+            notValidAfter: notValidAfter,
+            extendedKeyUsage: [.clientAuth]
+        )
+    }
+
+    private func issueLeaf(
+        subject: DistinguishedName,
+        keyKind: TestKeyKind,
+        notValidBefore: Date,
+        notValidAfter: Date,
+        extendedKeyUsage: [ExtendedKeyUsage.Usage]?
+    ) throws -> TestDeviceIdentity {
         let key = try TestSigningKey(kind: keyKind)
         var extensions = Certificate.Extensions()
         try extensions.append(Certificate.Extension(KeyUsage(digitalSignature: true), critical: true))
@@ -153,7 +193,7 @@ package struct TestCertificateAuthority: Sendable {
             notValidBefore: notValidBefore,
             notValidAfter: notValidAfter,
             issuer: certificate.subject,
-            subject: DistinguishedName { CommonName(commonName) },
+            subject: subject,
             signatureAlgorithm: signatureAlgorithm,
             extensions: extensions,
             issuerPrivateKey: privateKey
