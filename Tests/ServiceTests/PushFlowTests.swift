@@ -254,3 +254,43 @@ func waitUntil(
         try await Task.sleep(for: .milliseconds(50))
     }
 }
+
+@Suite("APIService: escrow key unlock")
+struct EscrowKeyUnlockTests {
+    static let topic = "com.apple.mgmt.External.escrow"
+
+    @Test func unlockGoesToAppleWithThePushCertificateAndItsAnswerIsRelayed() async throws {
+        try await PushStack.with { push in
+            let certificate = try await push.uploadPushCertificate(topic: Self.topic)
+            let form =
+                "topic=\(Self.topic)&serial=C02XYZ&productType=iPad4%2C1&imei=35%20123&orgName=Example+Org"
+                + "&guid=admin%40example.com&escrowKey=AAAA-BBBB-CCCC"
+            let reply = try await push.stack.api(.POST, "/v1/escrowkeyunlock", body: Data(form.utf8))
+            #expect(reply.status == 200)
+            #expect(String(decoding: reply.body, as: UTF8.self) == #"{"status":"unlocked"}"#)
+
+            let request = try #require(await push.apns.requests().first)
+            #expect(request.method == "POST")
+            #expect(request.path == MockAPNs.escrowKeyUnlockPath + "?serial=C02XYZ&productType=iPad4%2C1&imei=35%20123")
+            #expect(request.header("content-type") == "application/x-www-form-urlencoded")
+            #expect(
+                String(decoding: request.body, as: UTF8.self)
+                    == "orgName=Example%20Org&guid=admin%40example.com&escrowKey=AAAA-BBBB-CCCC")
+            #expect(request.clientCertificateSubject == certificate.certificate.subject.description)
+        }
+    }
+
+    @Test func missingFieldsAre400AndAnUnknownTopicIs404() async throws {
+        try await PushStack.with { push in
+            let missing = try await push.stack.api(
+                .POST, "/v1/escrowkeyunlock", body: Data("topic=\(Self.topic)&serial=C02XYZ".utf8))
+            #expect(missing.status == 400)
+            #expect(String(decoding: missing.body, as: UTF8.self).contains("escrowKey"))
+            let unknown = try await push.stack.api(
+                .POST, "/v1/escrowkeyunlock",
+                body: Data("topic=com.apple.mgmt.none&serial=S&productType=P&orgName=O&guid=G&escrowKey=K".utf8))
+            #expect(unknown.status == 404)
+            #expect(await push.apns.requests().isEmpty)
+        }
+    }
+}

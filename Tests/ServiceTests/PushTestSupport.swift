@@ -63,6 +63,10 @@ struct PushStack: Sendable {
             stackOptions.apiRedis = redis
             stackOptions.pushStream = stream
             stackOptions.pushWaitTimeout = options.waitTimeout
+            let apnsTrustRoot = try NIOSSLCertificate(bytes: Array(apns.serverTrustRootPEM.utf8), format: .pem)
+            // Apple's escrow key unlock endpoint is played by the mock too.
+            stackOptions.escrowKeyUnlockURL = apns.baseURL + MockAPNs.escrowKeyUnlockPath
+            stackOptions.escrowKeyUnlockTrustRoots = [apnsTrustRoot]
             let result = try await TestStack.with(options: stackOptions) { stack in
                 let server = ServerConfiguration(
                     host: "127.0.0.1", port: 0, databaseURL: stack.database.url, databasePoolSize: 4)

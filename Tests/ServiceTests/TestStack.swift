@@ -7,6 +7,7 @@ import MDMServerSupport
 import MDMTestSupport
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Testing
 
 @testable import APIService
@@ -84,6 +85,8 @@ struct TestStack: Sendable {
         var apiRedis: RedisConfiguration?
         var pushStream = RedisPushBus.defaultStream
         var pushWaitTimeout: Duration = .seconds(10)
+        var escrowKeyUnlockURL: String?
+        var escrowKeyUnlockTrustRoots: [NIOSSLCertificate]?
     }
 
     /// Starts the stack, runs `body`, tears everything down (the database too).
@@ -131,6 +134,8 @@ struct TestStack: Sendable {
             var apiConfiguration = APIConfiguration(server: server, apiKey: apiKey, redis: options.apiRedis)
             apiConfiguration.pushStream = options.pushStream
             apiConfiguration.pushWaitTimeout = options.pushWaitTimeout
+            if let url = options.escrowKeyUnlockURL { apiConfiguration.escrowKeyUnlockURL = url }
+            apiConfiguration.escrowKeyUnlockTrustRoots = options.escrowKeyUnlockTrustRoots
             let api = try buildAPIApplication(
                 configuration: apiConfiguration,
                 logger: logger,

@@ -62,6 +62,9 @@ package final class MockAPNs: Sendable {
     private let serverChannel: any Channel
     private let state: Mutex<State>
 
+    /// Where the mock answers escrow key unlock requests (200), as Apple's device services do.
+    package static let escrowKeyUnlockPath = "/deviceservicesworkers/escrowKeyUnlock"
+
     package var baseURL: String {
         "https://127.0.0.1:\(port)"
     }
@@ -346,6 +349,10 @@ private struct State {
     var isShutDown = false
 
     mutating func outcome(for request: MockAPNs.Recorded) -> Outcome {
+        // Apple's escrow key unlock endpoint shares the push certificate's mutual TLS.
+        if request.path.hasPrefix(MockAPNs.escrowKeyUnlockPath), request.method == "POST" {
+            return .reply(status: .ok, body: #"{"status":"unlocked"}"#)
+        }
         guard let token = request.token, !token.isEmpty, !token.contains("/") else {
             return .reply(status: .notFound, body: #"{"reason":"BadPath"}"#)
         }
