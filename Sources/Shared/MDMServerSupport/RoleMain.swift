@@ -29,7 +29,7 @@ package enum RoleMain {
                 throw ConfigurationError(setting: unknown.joined(separator: ", "), problem: "unknown option")
             }
             logger = try LogSetup.bootstrap(role: role, settings: settings)
-            grace = .milliseconds(Int(try settings.double("MDM_SHUTDOWN_GRACE_SECONDS", default: 25) * 1000))
+            grace = try shutdownGrace(settings)
         } catch {
             fail("\(error)")
         }
@@ -89,6 +89,15 @@ package enum RoleMain {
         configuration.maximumGracefulShutdownDuration = grace
         try await ServiceGroup(configuration: configuration).run()
         return deadline.outcome()
+    }
+
+    /// `MDM_SHUTDOWN_GRACE_SECONDS`: 0 to 3600 seconds.
+    package static func shutdownGrace(_ settings: Settings) throws(ConfigurationError) -> Duration {
+        let seconds = try settings.double("MDM_SHUTDOWN_GRACE_SECONDS", default: 25)
+        guard seconds <= 3600 else {
+            throw ConfigurationError(setting: "MDM_SHUTDOWN_GRACE_SECONDS", problem: "\(seconds) is over 3600")
+        }
+        return .milliseconds(Int(seconds * 1000))
     }
 
     static func fail(_ message: String) -> Never {
