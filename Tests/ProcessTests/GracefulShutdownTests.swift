@@ -130,6 +130,66 @@ struct GracefulShutdownTests {
         #expect(output.contains("\"message\":\"stopped\""))
     }
 
+    @Test func sigtermWaitsForTheRequestInFlightAndExitsZero() async throws {
+        let upstream = try await StallingHTTPServer.start(delay: .seconds(2))
+        let (exit, reply) = try await checkinWithSlowUpstream(upstream, grace: "20")
+        #expect(reply?.status == 200, "the request in flight at SIGTERM is answered")
+        #expect(reply?.body == Data("{}".utf8))
+        #expect(exit.exit == .exited(0))
+        #expect(exit.after >= .seconds(1), "the role waited for its request (\(exit.after))")
+    }
+
+    @Test func aDrainLongerThanTheGracePeriodIsAbandoned() async throws {
+        let upstream = try await StallingHTTPServer.start(delay: .seconds(120))
+        let (exit, reply) = try await checkinWithSlowUpstream(upstream, grace: "1")
+        #expect(reply?.status != 200, "the stalled request is not answered as a success")
+        #expect(exit.exit == .exited(1), "an abandoned drain is not a clean exit")
+        // Grace (1 s) plus the cancellation allowance (2 s), with room for a loaded machine.
+        #expect(exit.after < .seconds(10), "exited \(exit.after) after SIGTERM with \(exit.exit)")
+    }
+
+    /// Starts CheckinService with a DDM server that stalls, sends a DeclarativeManagement
+    /// check-in, and SIGTERMs the role once the check-in has reached the DDM server. Returns
+    /// how the role exited (and how long after SIGTERM) and what the device got, if anything.
+    func checkinWithSlowUpstream(_ upstream: StallingHTTPServer, grace: String) async throws
+        -> (exit: (exit: ProcessExit, after: Duration), reply: DeviceReply?)
+    {
+        let fixture = try ProcessFixture.make()
+        let database = try await TestDatabase.create()
+        let checkin = try await RoleProcess.start(
+            .checkin,
+            environment: fixture.environment(
+                databaseURL: database.url,
+                [
+                    "MDM_DDM_URL": "http://127.0.0.1:\(upstream.port)/", "MDM_DDM_TIMEOUT": "300",
+                    "MDM_SHUTDOWN_GRACE_SECONDS": grace,
+                ])
+        )
+        defer {
+            Task {
+                await checkin.stop()
+                await upstream.close()
+                try? await database.drop()
+                fixture.removeFiles()
+            }
+        }
+        let device = try fixture.makeDevice(checkinURL: checkin.baseURL + "/checkin", commandURL: "")
+        try await device.enroll()
+        let request = Task {
+            try? await device.checkin([
+                "MessageType": "DeclarativeManagement", "UDID": device.udid, "Endpoint": "tokens",
+            ])
+        }
+        var arrivals = upstream.arrivals.makeAsyncIterator()
+        _ = await arrivals.next()
+        let signalled = ContinuousClock.now
+        checkin.terminate()
+        let exit = try await checkin.waitForExit(timeout: .seconds(60))
+        let after = ContinuousClock.now - signalled
+        request.cancel()
+        return ((exit, after), await request.value)
+    }
+
     @Test func invalidConfigurationStopsTheRoleWithAMessageNamingTheSetting() async throws {
         let fixture = try ProcessFixture.make()
         defer { fixture.removeFiles() }

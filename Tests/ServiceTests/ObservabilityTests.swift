@@ -4,6 +4,7 @@ import Logging
 import MDMServerSupport
 import MDMTestSupport
 import NIOCore
+import NIOHTTP1
 import Testing
 
 @testable import CommandService
@@ -47,15 +48,20 @@ struct ObservabilityTests {
         }
     }
 
-    @Test func unknownPathsAreCountedUnderOneLabel() async throws {
+    @Test func unknownPathsAndMethodsAreCountedUnderOneLabel() async throws {
         try await TestStack.with { stack in
             for path in ["/nope/\(UUID().uuidString)", "/nope/\(UUID().uuidString)"] {
                 let response = try await HTTPClient.shared.execute(
                     HTTPClientRequest(url: stack.commandBaseURL + path), timeout: .seconds(10))
                 #expect(response.status == .notFound)
             }
+            var odd = HTTPClientRequest(url: stack.commandBaseURL + "/mdm")
+            odd.method = .PROPFIND
+            _ = try await HTTPClient.shared.execute(odd, timeout: .seconds(10))
             let metrics = try await scrape(stack.commandBaseURL)
-            #expect(metrics.sum(MDMMetrics.Name.httpRequests, where: ["route": "NotFound", "status": "404"]) == 2)
+            #expect(metrics.sum(MDMMetrics.Name.httpRequests, where: ["route": "NotFound", "status": "404"]) == 3)
+            #expect(metrics.sum(MDMMetrics.Name.httpRequests, where: ["method": "other"]) == 1)
+            #expect(!metrics.samples.contains { $0.labels["method"] == "PROPFIND" })
         }
     }
 
@@ -143,7 +149,7 @@ struct ObservabilityTests {
         #expect(timestamp.count == 24 && timestamp.hasSuffix("Z"), "RFC 3339 with milliseconds: \(timestamp)")
     }
 
-    @Test func invalidLogSettingsNameTheSetting() throws {
+    @Test func invalidLogAndShutdownSettingsNameTheSetting() throws {
         let format = try Settings(arguments: ["--log-format", "xml"], environment: [:])
         #expect(throws: ConfigurationError(setting: "MDM_LOG_FORMAT", problem: "expected text or json, got xml")) {
             try LogSetup.format(format)
@@ -153,6 +159,10 @@ struct ObservabilityTests {
             try LogSetup.level(level)
         }
         #expect(try LogSetup.format(Settings(arguments: [], environment: ["MDM_LOG_FORMAT": "JSON"])) == .json)
+        #expect(throws: ConfigurationError.self) {
+            try RoleMain.shutdownGrace(Settings(arguments: ["--shutdown-grace-seconds", "1e300"], environment: [:]))
+        }
+        #expect(try RoleMain.shutdownGrace(Settings(arguments: [], environment: [:])) == .seconds(25))
     }
 
     @Test func prometheusReaderRejectsMalformedText() throws {

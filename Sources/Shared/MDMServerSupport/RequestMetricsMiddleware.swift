@@ -1,3 +1,4 @@
+import HTTPTypes
 import Hummingbird
 import NIOCore
 
@@ -25,12 +26,21 @@ package struct RequestMetricsMiddleware<Context: RequestContext>: RouterMiddlewa
         }
     }
 
+    /// Clients can send any token as a method; unusual ones share one label so they cannot
+    /// mint series.
+    static func methodLabel(_ method: HTTPRequest.Method) -> String {
+        switch method {
+        case .get, .head, .put, .post, .delete, .patch, .options: method.rawValue
+        default: "other"
+        }
+    }
+
     private func record(_ request: Request, context: Context, status: Int, start: ContinuousClock.Instant) {
         // The router has matched the route by the time middleware runs; unmatched requests are
         // labelled "NotFound" by Hummingbird. Never the raw path: it carries IDs.
         metrics.recordRequest(
             route: context.endpointPath ?? "unmatched",
-            method: request.method.rawValue,
+            method: Self.methodLabel(request.method),
             status: status,
             duration: ContinuousClock.now - start
         )

@@ -5,6 +5,7 @@ import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// The body of every role's `main`: settings, logging, metrics, build, then serve until
 /// SIGTERM or SIGINT and drain.
@@ -28,7 +29,7 @@ package enum RoleMain {
                 throw ConfigurationError(setting: unknown.joined(separator: ", "), problem: "unknown option")
             }
             logger = try LogSetup.bootstrap(role: role, settings: settings)
-            grace = .milliseconds(Int(try settings.double("MDM_SHUTDOWN_GRACE_SECONDS", default: 25) * 1000))
+            grace = try shutdownGrace(settings)
         } catch {
             fail("\(error)")
         }
@@ -52,10 +53,16 @@ package enum RoleMain {
         } catch {
             fail("\(error)")
         }
+        let drain: ShutdownOutcome
         do {
-            try await serve(app, grace: grace, logger: logger)
+            drain = try await serve(app, grace: grace, logger: logger)
         } catch {
             logger.critical("stopped", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+        if drain == .abandoned {
+            // Work was cut off: say so in the exit status too.
+            logger.error("stopped; the drain overran MDM_SHUTDOWN_GRACE_SECONDS and in-flight work was abandoned")
             exit(1)
         }
         logger.info("stopped")
@@ -63,20 +70,34 @@ package enum RoleMain {
 
     /// Runs `app` until SIGTERM or SIGINT, then shuts down gracefully: the server stops
     /// accepting connections, answers the requests it has, and the services (the PostgreSQL
-    /// pool last) stop. After `grace` the remaining work is cancelled, and if that does not
-    /// end it within `ShutdownDeadline.cancellationAllowance`, the process exits with 1.
-    package static func serve(_ app: some ApplicationProtocol, grace: Duration, logger: Logger) async throws {
+    /// pool last) stop. After `grace` the remaining work is cancelled (`.abandoned`), and if
+    /// that does not end it within `ShutdownDeadline.cancellationAllowance`, the process exits
+    /// with 1.
+    package static func serve(_ app: some ApplicationProtocol, grace: Duration, logger: Logger) async throws
+        -> ShutdownOutcome
+    {
+        let deadline = ShutdownDeadline(grace: grace, logger: logger)
         var configuration = ServiceGroupConfiguration(
             services: [
                 .init(service: app),
                 // Last, so it is the first told to shut down and starts the clock at once.
-                .init(service: ShutdownDeadline(grace: grace, logger: logger)),
+                .init(service: deadline),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         )
         configuration.maximumGracefulShutdownDuration = grace
         try await ServiceGroup(configuration: configuration).run()
+        return deadline.outcome()
+    }
+
+    /// `MDM_SHUTDOWN_GRACE_SECONDS`: 0 to 3600 seconds.
+    package static func shutdownGrace(_ settings: Settings) throws(ConfigurationError) -> Duration {
+        let seconds = try settings.double("MDM_SHUTDOWN_GRACE_SECONDS", default: 25)
+        guard seconds <= 3600 else {
+            throw ConfigurationError(setting: "MDM_SHUTDOWN_GRACE_SECONDS", problem: "\(seconds) is over 3600")
+        }
+        return .milliseconds(Int(seconds * 1000))
     }
 
     static func fail(_ message: String) -> Never {
@@ -93,6 +114,19 @@ struct ShutdownDeadline: Service {
 
     var grace: Duration
     var logger: Logger
+    /// When graceful shutdown began.
+    private let started = Locked<ContinuousClock.Instant?>(nil)
+
+    init(grace: Duration, logger: Logger) {
+        self.grace = grace
+        self.logger = logger
+    }
+
+    /// Whether the drain ended within the grace period; call once the group has finished.
+    func outcome() -> ShutdownOutcome {
+        guard let started = started.value else { return .drained }
+        return ContinuousClock.now - started < grace ? .drained : .abandoned
+    }
 
     func run() async {
         do {
@@ -100,6 +134,7 @@ struct ShutdownDeadline: Service {
         } catch {
             return  // Cancelled: the group is ending for another reason.
         }
+        started.set(ContinuousClock.now)
         logger.notice("shutting down: draining in-flight work", metadata: ["grace": "\(grace)"])
         let deadline = grace + Self.cancellationAllowance
         let logger = logger
@@ -111,4 +146,23 @@ struct ShutdownDeadline: Service {
             exit(1)
         }
     }
+}
+
+/// How a graceful shutdown ended.
+package enum ShutdownOutcome: Sendable, Equatable {
+    /// Everything in flight finished within the grace period (or the group ended on its own).
+    case drained
+    /// The grace period ran out and the remaining work was cancelled.
+    case abandoned
+}
+
+/// A value shared between a service and its owner.
+private final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    var value: Value { mutex.withLock { $0 } }
+
+    func set(_ value: Value) { mutex.withLock { $0 = value } }
 }
