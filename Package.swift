@@ -91,6 +91,24 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "MDMWebhook",
+            dependencies: [
+                "MDMProtocol",
+                "MDMServerSupport",
+                "MDMStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Shared/MDMWebhook",
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "MDMTestSupport",
             dependencies: [
                 "MDMIdentity",
@@ -121,6 +139,7 @@ let package = Package(
                 "MDMProtocol",
                 "MDMServerSupport",
                 "MDMStorage",
+                "MDMWebhook",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -137,6 +156,7 @@ let package = Package(
                 "MDMProtocol",
                 "MDMServerSupport",
                 "MDMStorage",
+                "MDMWebhook",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -164,6 +184,7 @@ let package = Package(
             dependencies: [
                 "MDMServerSupport",
                 "MDMStorage",
+                "MDMWebhook",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -247,6 +268,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "MDMWebhookTests",
+            dependencies: [
+                "MDMProtocol",
+                "MDMStorage",
+                "MDMTestSupport",
+                "MDMWebhook",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "ServiceTests",
             dependencies: [
                 "APIService",
@@ -258,6 +292,7 @@ let package = Package(
                 "MDMServerSupport",
                 "MDMStorage",
                 "MDMTestSupport",
+                "MDMWebhook",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -265,9 +300,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
+            resources: [.copy("Fixtures")],
             swiftSettings: strictSettings
         ),
     ],

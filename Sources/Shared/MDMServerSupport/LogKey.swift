@@ -2,4 +2,6 @@
 package enum LogKey {
     package static let enrollmentID = "mdm.enrollment_id"
     package static let messageType = "mdm.message_type"
+    package static let webhookEventID = "mdm.webhook_event_id"
+    package static let webhookTopic = "mdm.webhook_topic"
 }

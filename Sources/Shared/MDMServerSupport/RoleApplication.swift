@@ -10,11 +10,14 @@ import ServiceLifecycle
 package enum RoleApplication {
     /// Builds a role: its PostgreSQL pool, a router with `/livez` and `/readyz` (PostgreSQL
     /// plus `readinessChecks`), the role's own routes, and the schema gate before serving.
+    /// `workers` are background services that need the pool (the webhook worker); they stop
+    /// before it does.
     package static func build(
         server: ServerConfiguration,
         logger: Logger,
         readinessChecks: [ReadinessCheck] = [],
         services: [any Service] = [],
+        workers: (PostgresClient) throws -> [any Service] = { _ in [] },
         onServerRunning: @escaping @Sendable (Int) async -> Void,
         routes: (Router<BasicRequestContext>, PostgresClient) throws -> Void
     ) throws -> some ApplicationProtocol {
@@ -25,7 +28,8 @@ package enum RoleApplication {
         var app = Application(
             router: router,
             configuration: .init(address: .hostname(server.host, port: server.port), serverName: nil),
-            services: [database] + services,
+            // Shut down in reverse order: workers first, the pool they use last.
+            services: [database] + services + (try workers(database)),
             onServerRunning: { channel in
                 await onServerRunning(channel.localAddress?.port ?? server.port)
             },
