@@ -26,6 +26,9 @@ func buildAPIApplication(
             handler: PushCertificateHandler(store: PostgresPushCertificateStore(client: database, logger: logger)),
             maxBodyBytes: configuration.server.maxBodyBytes
         ).addRoutes(to: v1)
+        WebhookEventController(
+            handler: WebhookEventHandler(store: PostgresWebhookEventStore(client: database, logger: logger))
+        ).addRoutes(to: v1)
     }
 }
 

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 
 /// Builds CheckinService: the seam tests use. Extra `tokenHandlers` add `GetToken` service
 /// types beyond the configured forwarders.
@@ -29,7 +30,8 @@ func buildCheckinApplication(
             },
             tokenHandlers: tokenHandlers,
             userAuthenticateZeroLengthChallenge: configuration.userAuthenticateZeroLengthChallenge,
-            retro: configuration.identity.retro
+            retro: configuration.identity.retro,
+            webhook: configuration.recordWebhookEvents ? WebhookEventRenderer() : nil
         )
         CheckinController(
             handler: handler,

@@ -1,5 +1,6 @@
 import Foundation
 import MDMServerSupport
+import MDMWebhook
 
 /// CheckinService settings beyond the shared ones.
 struct CheckinConfiguration: Sendable {
@@ -10,6 +11,8 @@ struct CheckinConfiguration: Sendable {
     var userAuthenticateZeroLengthChallenge: Bool
     /// `TokenServiceType` → URL that `GetToken` requests are forwarded to.
     var getTokenForwarding: [String: URL]
+    /// Record a webhook event with every accepted check-in (`MDM_WEBHOOK_URL` is set).
+    var recordWebhookEvents: Bool
 
     static let defaultPort = 9001
 
@@ -18,13 +21,15 @@ struct CheckinConfiguration: Sendable {
         identity: DeviceIdentityConfiguration,
         declarativeManagement: DeclarativeManagementConfiguration? = nil,
         userAuthenticateZeroLengthChallenge: Bool = false,
-        getTokenForwarding: [String: URL] = [:]
+        getTokenForwarding: [String: URL] = [:],
+        recordWebhookEvents: Bool = false
     ) {
         self.server = server
         self.identity = identity
         self.declarativeManagement = declarativeManagement
         self.userAuthenticateZeroLengthChallenge = userAuthenticateZeroLengthChallenge
         self.getTokenForwarding = getTokenForwarding
+        self.recordWebhookEvents = recordWebhookEvents
     }
 
     init(settings: Settings) throws(ConfigurationError) {
@@ -33,7 +38,8 @@ struct CheckinConfiguration: Sendable {
             identity: try DeviceIdentityConfiguration(settings: settings),
             declarativeManagement: try DeclarativeManagementConfiguration(settings: settings),
             userAuthenticateZeroLengthChallenge: try settings.bool("MDM_USER_AUTH_ZERO_CHALLENGE", default: false),
-            getTokenForwarding: try Self.parseForwarding(settings.string("MDM_GETTOKEN_FORWARD"))
+            getTokenForwarding: try Self.parseForwarding(settings.string("MDM_GETTOKEN_FORWARD")),
+            recordWebhookEvents: try WebhookConfiguration.isEnabled(settings: settings)
         )
     }
 

@@ -2,6 +2,7 @@ import Hummingbird
 import Logging
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 
 /// Builds CommandService: the seam tests use.
 func buildCommandApplication(
@@ -15,7 +16,8 @@ func buildCommandApplication(
         CommandController(
             handler: CommandHandler(
                 queue: PostgresCommandQueue(client: database, logger: logger),
-                retro: configuration.identity.retro
+                retro: configuration.identity.retro,
+                webhook: configuration.recordWebhookEvents ? WebhookEventRenderer() : nil
             ),
             extractor: DeviceIdentityExtractor(configuration: configuration.identity),
             maxBodyBytes: configuration.server.maxBodyBytes

@@ -15,7 +15,10 @@ struct CommandController: Sendable {
     func report(_ request: Request, context: some RequestContext) async throws -> Response {
         let device = try await DeviceRequest.read(request, limit: maxBodyBytes, extractor: extractor)
         let report = try CommandReport.decode(device.body)
-        guard let next = try await handler.handle(report, identity: device.identity) else {
+        guard
+            let next = try await handler.handle(
+                report, identity: device.identity, urlParameters: device.queryParameters)
+        else {
             return .emptyOK
         }
         return Response(status: .ok, headers: [.contentType: "application/xml"], body: .init(byteBuffer: next.plist))
