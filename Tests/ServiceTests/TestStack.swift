@@ -70,6 +70,8 @@ struct TestStack: Sendable {
         var tokenHandlers: [String: any GetTokenHandler] = [:]
         var maxBodyBytes = ServerConfiguration.defaultMaxBodyBytes
         var retro = false
+        /// Record webhook events (as with `MDM_WEBHOOK_URL` set); delivery is the test's to run.
+        var webhook = false
     }
 
     /// Starts the stack, runs `body`, tears everything down (the database too).
@@ -94,7 +96,8 @@ struct TestStack: Sendable {
                     server: server,
                     identity: identity,
                     declarativeManagement: options.declarativeManagement,
-                    userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge
+                    userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge,
+                    recordWebhookEvents: options.webhook
                 ),
                 logger: logger,
                 tokenHandlers: options.tokenHandlers,
@@ -102,7 +105,8 @@ struct TestStack: Sendable {
             )
             let commandReporter = PortReporter()
             let command = try buildCommandApplication(
-                configuration: CommandConfiguration(server: server, identity: identity),
+                configuration: CommandConfiguration(
+                    server: server, identity: identity, recordWebhookEvents: options.webhook),
                 logger: logger,
                 onServerRunning: commandReporter.report
             )
