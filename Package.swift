@@ -99,6 +99,24 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "MDMWebhook",
+            dependencies: [
+                "MDMProtocol",
+                "MDMServerSupport",
+                "MDMStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Sources/Shared/MDMWebhook",
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "MDMTestSupport",
             dependencies: [
                 "MDMIdentity",
@@ -129,6 +147,7 @@ let package = Package(
                 "MDMProtocol",
                 "MDMServerSupport",
                 "MDMStorage",
+                "MDMWebhook",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -147,6 +166,7 @@ let package = Package(
                 "MDMProtocol",
                 "MDMServerSupport",
                 "MDMStorage",
+                "MDMWebhook",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -182,6 +202,7 @@ let package = Package(
                 "MDMServerSupport",
                 "MDMStorage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "MDMWebhook",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -295,6 +316,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "MDMWebhookTests",
+            dependencies: [
+                "MDMProtocol",
+                "MDMStorage",
+                "MDMTestSupport",
+                "MDMWebhook",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "ServiceTests",
             dependencies: [
                 "APIService",
@@ -307,6 +341,7 @@ let package = Package(
                 "MDMServerSupport",
                 "MDMStorage",
                 "MDMTestSupport",
+                "MDMWebhook",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -316,9 +351,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
+            resources: [.copy("Fixtures")],
             swiftSettings: strictSettings
         ),
     ],

@@ -60,6 +60,9 @@ func buildAPIApplication(
                 trustRoots: configuration.escrowKeyUnlockTrustRoots,
                 maxBodyBytes: configuration.server.maxBodyBytes
             ).addRoutes(to: v1)
+            WebhookEventController(
+                handler: WebhookEventHandler(store: PostgresWebhookEventStore(client: database, logger: logger))
+            ).addRoutes(to: v1)
         }
     )
 }

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 
 /// Builds CheckinService: the seam tests use. Extra `tokenHandlers` add `GetToken` service
 /// types beyond the configured forwarders.
@@ -34,7 +35,8 @@ func buildCheckinApplication(
             tokenHandlers: tokenHandlers,
             userAuthenticateZeroLengthChallenge: configuration.userAuthenticateZeroLengthChallenge,
             retro: configuration.identity.retro,
-            metrics: metrics
+            metrics: metrics,
+            webhook: configuration.recordWebhookEvents ? WebhookEventRenderer() : nil
         )
         let extractor = DeviceIdentityExtractor(configuration: configuration.identity)
         CheckinController(

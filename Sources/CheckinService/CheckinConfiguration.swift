@@ -1,5 +1,6 @@
 import Foundation
 import MDMServerSupport
+import MDMWebhook
 
 /// CheckinService settings beyond the shared ones.
 struct CheckinConfiguration: Sendable {
@@ -12,6 +13,8 @@ struct CheckinConfiguration: Sendable {
     var getTokenForwarding: [String: URL]
     /// Where `/authproxy/…` requests of bound devices go (`MDM_AUTHPROXY_URL`); off when `nil`.
     var authProxyURL: URL?
+    /// Record a webhook event with every accepted check-in (`MDM_WEBHOOK_URL` is set).
+    var recordWebhookEvents: Bool
 
     static let defaultPort = 9001
 
@@ -20,13 +23,15 @@ struct CheckinConfiguration: Sendable {
         identity: DeviceIdentityConfiguration,
         declarativeManagement: DeclarativeManagementConfiguration? = nil,
         userAuthenticateZeroLengthChallenge: Bool = false,
-        getTokenForwarding: [String: URL] = [:]
+        getTokenForwarding: [String: URL] = [:],
+        recordWebhookEvents: Bool = false
     ) {
         self.server = server
         self.identity = identity
         self.declarativeManagement = declarativeManagement
         self.userAuthenticateZeroLengthChallenge = userAuthenticateZeroLengthChallenge
         self.getTokenForwarding = getTokenForwarding
+        self.recordWebhookEvents = recordWebhookEvents
     }
 
     init(settings: Settings) throws(ConfigurationError) {
@@ -35,7 +40,8 @@ struct CheckinConfiguration: Sendable {
             identity: try DeviceIdentityConfiguration(settings: settings),
             declarativeManagement: try DeclarativeManagementConfiguration(settings: settings),
             userAuthenticateZeroLengthChallenge: try settings.bool("MDM_USER_AUTH_ZERO_CHALLENGE", default: false),
-            getTokenForwarding: try Self.parseForwarding(settings.string("MDM_GETTOKEN_FORWARD"))
+            getTokenForwarding: try Self.parseForwarding(settings.string("MDM_GETTOKEN_FORWARD")),
+            recordWebhookEvents: try WebhookConfiguration.isEnabled(settings: settings)
         )
         if let raw = settings.string("MDM_AUTHPROXY_URL") {
             guard let url = URL(string: raw), let scheme = url.scheme, ["http", "https"].contains(scheme) else {

@@ -19,7 +19,8 @@ struct CheckinController: Sendable {
         var logger = context.logger
         logger[metadataKey: LogKey.enrollmentID] = "\(checkin.enrollment.id)"
         logger[metadataKey: LogKey.messageType] = "\(checkin.messageType)"
-        let reply = try await handler.handle(checkin, identity: device.identity)
+        let reply = try await handler.handle(
+            checkin, identity: device.identity, urlParameters: device.queryParameters)
         logger.debug("check-in handled")
         switch reply {
         case .empty:

@@ -4,6 +4,7 @@ import MDMIdentity
 import MDMProtocol
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 
 /// What CheckinService answers a device.
 enum CheckinReply: Sendable, Equatable {
@@ -64,12 +65,19 @@ struct CheckinHandler: Sendable {
     var userAuthenticateZeroLengthChallenge: Bool
     var retro: Bool
     var metrics: MDMMetrics = .process
+    /// Set when a webhook receiver is configured: every accepted check-in then records its
+    /// event in the statement that stores its effect.
+    var webhook: WebhookEventRenderer? = nil
 
-    func handle(_ checkin: CheckinRequest, identity: DeviceIdentity) async throws -> CheckinReply {
+    /// `urlParameters`: the request's query, for the webhook event.
+    func handle(_ checkin: CheckinRequest, identity: DeviceIdentity, urlParameters: [String: String] = [:])
+        async throws -> CheckinReply
+    {
         metrics.recordCheckin(messageType: checkin.messageType)
         let enrollment = checkin.enrollment
+        let event = webhook?.checkinEvent(checkin, urlParameters: urlParameters)
         if case .authenticate(let message) = checkin.message {
-            return try await authenticate(message, checkin: checkin, identity: identity)
+            return try await authenticate(message, checkin: checkin, identity: identity, event: event)
         }
         try await requireBinding(identity, enrollment: enrollment)
 
@@ -85,45 +93,55 @@ struct CheckinHandler: Sendable {
                 unlockToken: enrollment.type.isUserChannel ? nil : message.unlockToken,
                 userShortName: checkin.keys.userShortName,
                 userLongName: checkin.keys.userLongName,
-                rawMessage: checkin.raw
+                rawMessage: checkin.raw,
+                webhookEvent: event
             )
             _ = try await store.saveTokenUpdate(record)
             return .empty
         case .checkOut:
-            try await store.checkOut(enrollmentID: enrollment.id)
+            try await store.checkOut(enrollmentID: enrollment.id, webhookEvent: event)
             return .empty
         case .userAuthenticate(let message):
-            try await store.markSeen(enrollmentID: enrollment.id)
+            try await store.markSeen(enrollmentID: enrollment.id, webhookEvent: event)
             guard userAuthenticateZeroLengthChallenge else { return .declined }
             if message.digestResponse == nil {
                 return .plist(try encodePropertyList(DigestChallengeReply()))
             }
             return .empty
         case .setBootstrapToken(let message):
-            try await store.saveBootstrapToken(deviceID: enrollment.deviceChannelID, token: message.bootstrapToken)
+            try await store.saveBootstrapToken(
+                deviceID: enrollment.deviceChannelID,
+                token: message.bootstrapToken,
+                webhookEvent: event
+            )
             try await store.markSeen(enrollmentID: enrollment.id)
             return .empty
         case .getBootstrapToken:
             let token = try await store.fetchBootstrapToken(deviceID: enrollment.deviceChannelID)
-            try await store.markSeen(enrollmentID: enrollment.id)
+            try await store.markSeen(enrollmentID: enrollment.id, webhookEvent: event)
             return .plist(try encodePropertyList(BootstrapTokenReply(bootstrapToken: token)))
         case .declarativeManagement(let message):
-            try await store.markSeen(enrollmentID: enrollment.id)
+            // Recorded before forwarding: the event says the device asked, whatever the DDM
+            // server answers.
+            try await store.markSeen(enrollmentID: enrollment.id, webhookEvent: event)
             guard let declarativeManagement else { throw CheckinError.declarativeManagementNotConfigured }
             return try await declarativeManagement.forward(message, enrollment: enrollment)
         case .getToken(let message):
             guard let handler = tokenHandlers[message.tokenServiceType] else {
                 throw CheckinError.unknownTokenService(message.tokenServiceType)
             }
-            try await store.markSeen(enrollmentID: enrollment.id)
+            try await store.markSeen(enrollmentID: enrollment.id, webhookEvent: event)
             let data = try await handler.tokenData(for: checkin)
             return .plist(try encodePropertyList(GetTokenReply(tokenData: data)))
         }
     }
 
-    private func authenticate(_ message: Authenticate, checkin: CheckinRequest, identity: DeviceIdentity)
-        async throws -> CheckinReply
-    {
+    private func authenticate(
+        _ message: Authenticate,
+        checkin: CheckinRequest,
+        identity: DeviceIdentity,
+        event: WebhookEventRecord?
+    ) async throws -> CheckinReply {
         guard !checkin.enrollment.type.isUserChannel else {
             throw CheckinError.authenticateOnUserChannel(checkin.enrollment.id)
         }
@@ -133,7 +151,8 @@ struct CheckinHandler: Sendable {
             topic: message.topic,
             certificateHash: identity.sha256,
             certificate: identity.der,
-            rawMessage: checkin.raw
+            rawMessage: checkin.raw,
+            webhookEvent: event
         )
         switch try await store.authenticate(record) {
         case .allowed: return .empty

@@ -2,6 +2,7 @@ import Hummingbird
 import Logging
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 
 /// Builds CommandService: the seam tests use.
 func buildCommandApplication(
@@ -20,7 +21,8 @@ func buildCommandApplication(
             handler: CommandHandler(
                 queue: PostgresCommandQueue(client: database, logger: logger),
                 retro: configuration.identity.retro,
-                metrics: metrics
+                metrics: metrics,
+                webhook: configuration.recordWebhookEvents ? WebhookEventRenderer() : nil
             ),
             extractor: DeviceIdentityExtractor(configuration: configuration.identity),
             maxBodyBytes: configuration.server.maxBodyBytes

@@ -19,7 +19,10 @@ struct CommandController: Sendable {
         logger[metadataKey: LogKey.enrollmentID] = "\(report.enrollment.id)"
         logger[metadataKey: LogKey.status] = "\(report.status)"
         if let uuid = report.commandUUID { logger[metadataKey: LogKey.commandUUID] = "\(uuid)" }
-        guard let next = try await handler.handle(report, identity: device.identity) else {
+        guard
+            let next = try await handler.handle(
+                report, identity: device.identity, urlParameters: device.queryParameters)
+        else {
             logger.debug("report handled; queue empty")
             return .emptyOK
         }

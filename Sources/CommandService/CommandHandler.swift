@@ -3,6 +3,7 @@ import MDMIdentity
 import MDMProtocol
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 
 /// Why a report was refused.
 enum CommandError: HTTPMappableError, Equatable {
@@ -25,8 +26,14 @@ struct CommandHandler: Sendable {
     var queue: any CommandQueue
     var retro: Bool
     var metrics: MDMMetrics = .process
+    /// Set when a webhook receiver is configured: every accepted report (Idle included)
+    /// records its `mdm.Connect` event inside the poll statement.
+    var webhook: WebhookEventRenderer? = nil
 
-    func handle(_ report: CommandReport, identity: DeviceIdentity) async throws -> QueuedCommand? {
+    /// `urlParameters`: the request's query, for the webhook event.
+    func handle(_ report: CommandReport, identity: DeviceIdentity, urlParameters: [String: String] = [:])
+        async throws -> QueuedCommand?
+    {
         metrics.recordCommandReport(status: report.status)
         let poll = CommandPoll(
             enrollmentID: report.enrollment.id,
@@ -35,7 +42,8 @@ struct CommandHandler: Sendable {
             status: report.status,
             commandUUID: report.commandUUID,
             rawReport: report.raw,
-            retro: retro
+            retro: retro,
+            webhookEvent: webhook?.acknowledgeEvent(report, urlParameters: urlParameters)
         )
         switch try await queue.poll(poll) {
         case .next(let command):

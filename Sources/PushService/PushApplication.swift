@@ -3,6 +3,7 @@ import Logging
 import MDMBus
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 import ServiceLifecycle
 
 extension APNsClient: APNsSending {}
@@ -46,7 +47,11 @@ func buildPushApplication(
                 metrics: metrics,
                 logger: logger
             )
-            return [redis, APNsClientService(client: apns), worker]
+            // The webhook outbox is delivered here too (decision 0004): the background role.
+            let webhook = configuration.webhook.map {
+                WebhookWorker(configuration: $0, database: database, logger: logger) as any Service
+            }
+            return [redis, APNsClientService(client: apns), worker] + (webhook.map { [$0] } ?? [])
         },
         onServerRunning: onServerRunning,
         routes: { _, _ in }

@@ -2,6 +2,7 @@ import Foundation
 import MDMBus
 import MDMServerSupport
 import MDMStorage
+import MDMWebhook
 
 /// PushService settings.
 struct PushConfiguration: Sendable {
@@ -11,6 +12,8 @@ struct PushConfiguration: Sendable {
     var stream = RedisPushBus.defaultStream
     var apns: APNsConfiguration
     var worker: PushWorkerSettings
+    /// Webhook delivery (`MDM_WEBHOOK_URL`): PushService runs the delivery worker.
+    var webhook: WebhookConfiguration?
     /// Opens push-certificate private keys sealed at rest (`MDM_PUSH_KEY_ENCRYPTION_KEY`).
     var pushKeyEncryptionKey: PushKeyEncryptionKey?
     /// Pushes in flight at once per consumer batch.
@@ -34,6 +37,7 @@ struct PushConfiguration: Sendable {
         stream = settings.string("MDM_PUSH_STREAM", default: stream)
         apns = try APNsConfiguration(settings: settings)
         pushKeyEncryptionKey = try settings.pushKeyEncryptionKey()
+        webhook = try WebhookConfiguration(settings: settings)
         worker = PushWorkerSettings(
             consumerName: settings.string("MDM_PUSH_CONSUMER_NAME") ?? PushWorkerSettings.uniqueConsumerName())
         worker.consumers = try settings.int("MDM_PUSH_CONSUMERS", default: worker.consumers, range: 1...64)

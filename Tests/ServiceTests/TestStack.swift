@@ -87,6 +87,8 @@ struct TestStack: Sendable {
         var pushWaitTimeout: Duration = .seconds(10)
         var escrowKeyUnlockURL: String?
         var escrowKeyUnlockTrustRoots: [NIOSSLCertificate]?
+        /// Record webhook events (as with `MDM_WEBHOOK_URL` set); delivery is the test's to run.
+        var webhook = false
     }
 
     /// Starts the stack, runs `body`, tears everything down (the database too).
@@ -113,7 +115,8 @@ struct TestStack: Sendable {
                 server: server,
                 identity: identity,
                 declarativeManagement: options.declarativeManagement,
-                userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge
+                userAuthenticateZeroLengthChallenge: options.zeroLengthChallenge,
+                recordWebhookEvents: options.webhook
             )
             checkinConfiguration.authProxyURL = options.authProxyURL
             let checkin = try buildCheckinApplication(
@@ -125,7 +128,8 @@ struct TestStack: Sendable {
             )
             let commandReporter = PortReporter()
             let command = try buildCommandApplication(
-                configuration: CommandConfiguration(server: server, identity: identity),
+                configuration: CommandConfiguration(
+                    server: server, identity: identity, recordWebhookEvents: options.webhook),
                 logger: logger,
                 metrics: commandMetrics,
                 onServerRunning: commandReporter.report

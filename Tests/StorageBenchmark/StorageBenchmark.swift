@@ -5,8 +5,9 @@ import MDMTestSupport
 import PostgresNIO
 
 /// Measures the command queue's statements directly against PostgreSQL (no HTTP): device polls
-/// per second from 16 concurrent tasks, with an empty history and with 1,000 acknowledged
-/// entries per device, and the time to enqueue one command to 100,000 enrollments.
+/// per second from 16 concurrent tasks, with an empty history, with 1,000 acknowledged entries
+/// per device, and with webhook events recorded (no history), and the time to enqueue one
+/// command to 100,000 enrollments.
 ///
 /// Needs `MDM_TEST_DATABASE_URL` (a superuser URL; a fresh database is created and dropped).
 /// Build in release: `swift run -c release StorageBenchmark`.
@@ -40,8 +41,9 @@ struct StorageBenchmark {
 
         try await createDevices(prefix: "FRESH", count: devices, client: client)
         try await createDevices(prefix: "AGED", count: devices, client: client)
+        try await createDevices(prefix: "HOOK", count: devices, client: client)
         try await addHistory(prefix: "AGED", entriesPerDevice: 1_000, client: client)
-        for prefix in ["FRESH", "AGED"] {
+        for prefix in ["FRESH", "AGED", "HOOK"] {
             let ids = (1...devices).map { "\(prefix)-\($0)" }
             for index in 1...commandsPerDevice {
                 let uuid = "\(prefix)-CMD-\(index)"
@@ -51,22 +53,28 @@ struct StorageBenchmark {
         }
         try await client.query("VACUUM ANALYZE")
 
-        for prefix in ["FRESH", "AGED"] {
-            let history = prefix == "FRESH" ? "0" : "1,000"
+        for prefix in ["FRESH", "AGED", "HOOK"] {
+            let history = prefix == "AGED" ? "1,000" : "0"
+            let webhook = prefix == "HOOK"
+            let label = "history \(history)" + (webhook ? ", webhook events recorded" : "")
             let idle = try await measure(polls: idlePolls) { task, index in
                 let device = "\(prefix)-\((index * concurrency + task) % devices + 1)"
-                return try await queue.poll(report(device: device, status: "Idle", commandUUID: nil))
+                return try await queue.poll(report(device: device, status: "Idle", commandUUID: nil, webhook: webhook))
             }
-            print("poll Idle -> next command, history \(history): \(rate(idle))")
+            print("poll Idle -> next command, \(label): \(rate(idle))")
             let acknowledged = try await measure(polls: devices * commandsPerDevice) { task, index in
                 // Each task owns devices task, task+16, …; it acknowledges their queues in turn.
                 let perTask = devices / concurrency
                 let device = "\(prefix)-\(task + (index % perTask) * concurrency + 1)"
                 let uuid = "\(prefix)-CMD-\(index / perTask + 1)"
-                return try await queue.poll(report(device: device, status: "Acknowledged", commandUUID: uuid))
+                return try await queue.poll(
+                    report(device: device, status: "Acknowledged", commandUUID: uuid, webhook: webhook))
             }
-            print("poll Acknowledged -> retire + next, history \(history): \(rate(acknowledged))")
+            print("poll Acknowledged -> retire + next, \(label): \(rate(acknowledged))")
         }
+        let outbox = try await client.query("SELECT count(*)::int FROM webhook_events").decode(Int.self)
+            .reduce(0, +)
+        print("webhook events recorded: \(outbox)")
 
         try await createDevices(prefix: "FAN", count: fanOutTargets, client: client)
         try await client.query("VACUUM ANALYZE")
@@ -148,17 +156,31 @@ struct StorageBenchmark {
         )
     }
 
-    static func report(device: String, status: String, commandUUID: String?) -> CommandPoll {
+    static func report(device: String, status: String, commandUUID: String?, webhook: Bool = false) -> CommandPoll {
         let hash = Array(device.utf8) + [UInt8](repeating: UInt8(ascii: "#"), count: 32 - device.utf8.count)
+        let raw = Data("<plist><dict><key>Status</key><string>\(status)</string></dict></plist>".utf8)
         return CommandPoll(
             enrollmentID: device,
             deviceChannelID: device,
             certificateHash: hash,
             status: status,
             commandUUID: commandUUID,
-            rawReport: Data("<plist><dict><key>Status</key><string>\(status)</string></dict></plist>".utf8),
-            retro: false
+            rawReport: raw,
+            retro: false,
+            webhookEvent: webhook ? event(device: device, status: status, commandUUID: commandUUID, raw: raw) : nil
         )
+    }
+
+    /// An `mdm.Connect` event of a realistic size, as WebhookEventRenderer would render it (the
+    /// renderer itself is not measured here).
+    static func event(device: String, status: String, commandUUID: String?, raw: Data) -> WebhookEventRecord {
+        let payload = (raw + Data(repeating: 0x20, count: 400)).base64EncodedString()
+        let body =
+            #"{"acknowledge_event":{"command_uuid":"\#(commandUUID ?? "")","ids":{"id":"\#(device)","type":"Device"},"#
+            + #""raw_payload":"\#(payload)","status":"\#(status)","udid":"\#(device)"},"#
+            + #""created_at":"2026-01-01T00:00:00.123456Z","event_id":"\#(UUID().uuidString.lowercased())","#
+            + #""topic":"mdm.Connect"}"#
+        return WebhookEventRecord(eventID: UUID(), enrollmentID: device, topic: "mdm.Connect", body: Array(body.utf8))
     }
 
     static func plist(_ uuid: String) -> Data {

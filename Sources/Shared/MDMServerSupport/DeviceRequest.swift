@@ -7,6 +7,8 @@ import NIOCore
 package struct DeviceRequest: Sendable {
     package var body: Data
     package var identity: DeviceIdentity
+    /// The URL's query, first value per name (the webhook's `url_params`).
+    package var queryParameters: [String: String]
 
     /// Reads the body (413 over `limit`) and verifies the identity (400 when refused).
     package static func read(_ request: Request, limit: Int, extractor: DeviceIdentityExtractor) async throws
@@ -15,7 +17,11 @@ package struct DeviceRequest: Sendable {
         let buffer = try await request.body.collect(upTo: limit)
         let bytes = Array(buffer.readableBytesView)
         let identity = try await extractor.identify(headers: request.headers, body: bytes)
-        return DeviceRequest(body: Data(bytes), identity: identity)
+        var query: [String: String] = [:]
+        for (name, value) in request.uri.queryParameters where query[String(name)] == nil {
+            query[String(name)] = String(value)
+        }
+        return DeviceRequest(body: Data(bytes), identity: identity, queryParameters: query)
     }
 }
 

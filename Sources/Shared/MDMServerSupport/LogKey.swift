@@ -5,4 +5,6 @@ package enum LogKey {
     package static let messageType = "mdm.message_type"
     package static let commandUUID = "mdm.command_uuid"
     package static let status = "mdm.status"
+    package static let webhookEventID = "mdm.webhook_event_id"
+    package static let webhookTopic = "mdm.webhook_topic"
 }

@@ -150,6 +150,39 @@ package enum SettingCatalogue {
         .init(
             name: "MDM_APNS_TIMEOUT", defaultValue: "30", roles: "push",
             summary: "seconds one APNs request may take, connecting included"),
+        .init(
+            name: "MDM_WEBHOOK_URL", defaultValue: "", roles: "checkin, command, push",
+            summary: "webhook receiver; when set, check-ins and reports record events and push delivers them"),
+        .init(
+            name: "MDM_WEBHOOK_HMAC_KEY", defaultValue: "", roles: "push",
+            summary: "sign webhook requests with X-Hmac-Signature; also MDM_WEBHOOK_HMAC_KEY_FILE"),
+        .init(
+            name: "MDM_WEBHOOK_TIMEOUT", defaultValue: "10", roles: "push",
+            summary: "seconds before one webhook delivery attempt fails"),
+        .init(
+            name: "MDM_WEBHOOK_CONCURRENCY", defaultValue: "16", roles: "push",
+            summary: "webhook deliveries in flight per process (one per enrollment at a time)"),
+        .init(
+            name: "MDM_WEBHOOK_RETRY_MIN", defaultValue: "1", roles: "push",
+            summary: "seconds before the first webhook retry; doubles per attempt"),
+        .init(
+            name: "MDM_WEBHOOK_RETRY_MAX", defaultValue: "300", roles: "push",
+            summary: "longest wait between webhook retries, seconds"),
+        .init(
+            name: "MDM_WEBHOOK_MAX_AGE", defaultValue: "86400", roles: "push",
+            summary: "seconds an event may stay undelivered before it becomes a dead letter"),
+        .init(
+            name: "MDM_WEBHOOK_MAX_ATTEMPTS", defaultValue: "0", roles: "push",
+            summary: "attempts before an event becomes a dead letter; 0: only the age counts"),
+        .init(
+            name: "MDM_WEBHOOK_RETENTION", defaultValue: "86400", roles: "push",
+            summary: "seconds delivered events are kept"),
+        .init(
+            name: "MDM_WEBHOOK_DEAD_RETENTION", defaultValue: "604800", roles: "push",
+            summary: "seconds dead letters are kept"),
+        .init(
+            name: "MDM_WEBHOOK_POLL_INTERVAL", defaultValue: "1", roles: "push",
+            summary: "seconds an idle webhook worker waits before looking for new events"),
     ]
 
     package static var names: Set<String> {
@@ -157,7 +190,7 @@ package enum SettingCatalogue {
         for setting in all
         where [
             "MDM_DATABASE_URL", "MDM_DDM_HMAC_KEY", "MDM_API_KEY", "MDM_PUSH_KEY_ENCRYPTION_KEY", "MDM_REDIS_URL",
-            "MDM_NANOMDM_DATABASE_URL",
+            "MDM_NANOMDM_DATABASE_URL", "MDM_WEBHOOK_HMAC_KEY",
         ].contains(setting.name) {
             names.insert(setting.name + "_FILE")
         }

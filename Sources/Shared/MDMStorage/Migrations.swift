@@ -13,6 +13,7 @@ extension Migration {
     package static let all: [Migration] = [
         Migration(version: 1, name: "initial", statements: initialSchema),
         Migration(version: 2, name: "push delivery", statements: pushDelivery),
+        Migration(version: 3, name: "webhook_events", statements: webhookSchema),
     ]
 }
 
@@ -160,4 +161,45 @@ private let pushDelivery: [String] = [
         ADD COLUMN last_push_at timestamptz,
         ADD COLUMN last_push_id text
     """,
+]
+
+// The webhook outbox. Events are inserted by the statement that makes the change they describe
+// and delivered in `id` order per enrollment by `WebhookWorker`. `webhook_queues` holds one row
+// per enrollment that ever had an event: the row is the per-enrollment lock a worker claims with
+// `FOR UPDATE SKIP LOCKED`, and its `next_attempt_at` (lease, backoff, or 'infinity' when idle)
+// is all a claim scans, so a backlog of undelivered events does not slow the claim.
+private let webhookSchema: [String] = [
+    """
+    CREATE TABLE webhook_events (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id uuid NOT NULL,
+        enrollment_id text COLLATE "C" NOT NULL,
+        topic text NOT NULL,
+        body bytea NOT NULL,
+        state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts integer NOT NULL DEFAULT 0,
+        last_error text,
+        pending_since timestamptz NOT NULL DEFAULT now(),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now()
+    )
+    """,
+    // The head of an enrollment's outbox is the first entry of this index; delivered and dead
+    // events leave it, so the lookup does not grow with history.
+    """
+    CREATE INDEX webhook_events_pending_idx ON webhook_events (enrollment_id, id) WHERE state = 'pending'
+    """,
+    // Dead letters are few and listed by operators; counting them must not scan the history.
+    "CREATE INDEX webhook_events_dead_idx ON webhook_events (id) WHERE state = 'dead'",
+    // Rows arrive in `created_at` order, so a BRIN index finds the expired ones for retention at
+    // almost no cost on insert.
+    "CREATE INDEX webhook_events_created_at_idx ON webhook_events USING brin (created_at)",
+    """
+    CREATE TABLE webhook_queues (
+        enrollment_id text COLLATE "C" PRIMARY KEY,
+        next_attempt_at timestamptz NOT NULL DEFAULT now(),
+        lease uuid
+    )
+    """,
+    "CREATE INDEX webhook_queues_next_attempt_at_idx ON webhook_queues (next_attempt_at)",
 ]

@@ -62,7 +62,16 @@ package struct PostgresCommandQueue: CommandQueue {
     }
 
     package func poll(_ poll: CommandPoll) async throws -> CommandPollOutcome {
-        let statement = PollStatement(poll)
+        // Two prepared variants: without a webhook the poll pays nothing for the outbox.
+        guard let event = poll.webhookEvent else {
+            return try await self.poll(poll, statement: PollStatement(poll))
+        }
+        return try await self.poll(poll, statement: PollWebhookStatement(PollStatement(poll), event: event))
+    }
+
+    private func poll<Statement: CommandPollStatement>(_ poll: CommandPoll, statement: Statement) async throws
+        -> CommandPollOutcome
+    {
         let first = try await execute(statement)
         let decision = CertificateBindings.decision(
             boundDeviceID: first.boundDeviceID,
@@ -76,7 +85,7 @@ package struct PostgresCommandQueue: CommandQueue {
         case .notBound:
             guard poll.retro else { return .refused(decision) }
             let bound = try await CertificateBindings.bindOnFirstSight(
-                statement.certificateHash,
+                ByteBuffer(bytes: poll.certificateHash),
                 deviceChannelID: poll.deviceChannelID,
                 client: client,
                 logger: logger
@@ -86,7 +95,9 @@ package struct PostgresCommandQueue: CommandQueue {
         }
     }
 
-    private func execute(_ statement: PollStatement) async throws -> (boundDeviceID: String?, next: QueuedCommand?) {
+    private func execute<Statement: CommandPollStatement>(_ statement: Statement) async throws
+        -> (boundDeviceID: String?, next: QueuedCommand?)
+    {
         for try await (boundDeviceID, commandUUID, plist) in try await client.execute(statement, logger: logger) {
             guard let commandUUID, let plist else { return (boundDeviceID, nil) }
             return (boundDeviceID, QueuedCommand(commandUUID: commandUUID, plist: plist))
@@ -169,16 +180,20 @@ package struct EnqueueStatement: PostgresPreparedStatement {
 ///    and after a NotNow only entries never answered with NotNow qualify.
 ///
 /// The result row carries the device the hash is bound to, so the caller can tell a refusal.
-package struct PollStatement: PostgresPreparedStatement {
+package struct PollStatement: CommandPollStatement {
     package static let name = "mdm_poll_v1"
     package static let bindingDataTypes: [PostgresDataType] = [.text, .text, .bytea, .text, .text, .bytea]
-    package static let sql = """
+    package static let sql = makeSQL(recording: nil)
+
+    /// The poll with `recording` (CTEs) after the binding check's CTEs.
+    static func makeSQL(recording: String?) -> String {
+        """
         WITH binding AS (
             SELECT device_id FROM certificate_bindings WHERE sha256 = $3
         ),
         allowed AS (
             SELECT 1 FROM binding WHERE device_id = $2
-        ),
+        ),\(recording.map { "\n" + $0 + "," } ?? "")
         seen AS (
             UPDATE enrollments SET last_seen_at = now()
             WHERE id = $1 AND EXISTS (SELECT 1 FROM allowed)
@@ -214,6 +229,7 @@ package struct PollStatement: PostgresPreparedStatement {
         LEFT JOIN next ON true
         LEFT JOIN commands ON commands.command_uuid = next.command_uuid
         """
+    }
 
     package typealias Row = (String?, String?, ByteBuffer?)
 
@@ -242,6 +258,42 @@ package struct PollStatement: PostgresPreparedStatement {
         bindings.append(status)
         bindings.append(commandUUID)
         try bindings.append(rawReport)
+        return bindings
+    }
+
+    package func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
+    }
+}
+
+/// The two poll statements, which differ only in recording a webhook event.
+package protocol CommandPollStatement: PostgresPreparedStatement where Row == (String?, String?, ByteBuffer?) {}
+
+/// `PollStatement` that also records the report's webhook event (`mdm.Connect`, Idle
+/// included) when the identity is allowed: $7 event ID, $8 its body; the event belongs to the
+/// reporting enrollment ($1).
+package struct PollWebhookStatement: CommandPollStatement {
+    package static let name = "mdm_poll_webhook_v1"
+    package static let bindingDataTypes: [PostgresDataType] =
+        PollStatement.bindingDataTypes + [.uuid, .bytea]
+    package static let sql = PollStatement.makeSQL(
+        recording: WebhookOutboxSQL.recordEvent(select: "$7, $1, 'mdm.Connect', $8 FROM allowed")
+    )
+
+    package typealias Row = PollStatement.Row
+
+    var poll: PollStatement
+    var event: WebhookEventRecord
+
+    package init(_ poll: PollStatement, event: WebhookEventRecord) {
+        self.poll = poll
+        self.event = event
+    }
+
+    package func makeBindings() throws -> PostgresBindings {
+        var bindings = try poll.makeBindings()
+        bindings.append(event.eventID)
+        bindings.append(ByteBuffer(bytes: event.body))
         return bindings
     }
 

@@ -26,7 +26,13 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
         binds.append(hash)
         binds.append(record.enrollment.type.rawValue)
         binds.append(record.topic)
-        let apply = PostgresQuery(unsafeSQL: Self.authenticateSQL, binds: binds)
+        if let event = record.webhookEvent {
+            Self.append(event, to: &binds)
+        }
+        let apply = PostgresQuery(
+            unsafeSQL: record.webhookEvent == nil ? Self.authenticateSQL : Self.authenticateWebhookSQL,
+            binds: binds
+        )
         let logger = self.logger
         do {
             return try await client.withTransaction(logger: logger) { connection in
@@ -88,32 +94,39 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
         binds.append(Self.lowercaseHex(record.token))
         try binds.append(record.rawMessage)
         try binds.append(enrollment.type.isUserChannel ? nil : record.unlockToken)
-        let tally = try await client.query(PostgresQuery(unsafeSQL: Self.tokenUpdateSQL, binds: binds), logger: logger)
+        if let event = record.webhookEvent {
+            Self.append(event, to: &binds)
+            binds.append(event.bodyAfterTally.map { ByteBuffer(bytes: $0) })
+        }
+        let sql = record.webhookEvent == nil ? Self.tokenUpdateSQL : Self.tokenUpdateWebhookSQL
+        let tally = try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
             .first(decoding: Int.self)
         guard let tally else { throw StorageError.unknownDevice(deviceID) }
         return tally
     }
 
-    package func checkOut(enrollmentID: String) async throws {
-        try await client.query(
-            """
-            UPDATE enrollments SET enabled = false, last_seen_at = now(), updated_at = now()
-            WHERE id = \(enrollmentID)
-            """,
-            logger: logger
+    package func checkOut(enrollmentID: String, webhookEvent: WebhookEventRecord?) async throws {
+        try await execute(
+            "UPDATE enrollments SET enabled = false, last_seen_at = now(), updated_at = now() WHERE id = $1",
+            binds: Self.bindings(enrollmentID),
+            recording: webhookEvent
         )
     }
 
-    package func saveBootstrapToken(deviceID: String, token: Data?) async throws {
+    package func saveBootstrapToken(deviceID: String, token: Data?, webhookEvent: WebhookEventRecord?) async throws {
         let token = token.flatMap { $0.isEmpty ? nil : $0 }
-        try await client.query(
+        var binds = PostgresBindings()
+        binds.append(deviceID)
+        try binds.append(token)
+        try await execute(
             """
             UPDATE devices
-            SET bootstrap_token = \(token), bootstrap_token_at = CASE WHEN \(token)::bytea IS NULL THEN NULL ELSE now() END,
+            SET bootstrap_token = $2, bootstrap_token_at = CASE WHEN $2::bytea IS NULL THEN NULL ELSE now() END,
                 updated_at = now()
-            WHERE id = \(deviceID)
+            WHERE id = $1
             """,
-            logger: logger
+            binds: binds,
+            recording: webhookEvent
         )
     }
 
@@ -125,11 +138,41 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
         return token ?? nil
     }
 
-    package func markSeen(enrollmentID: String) async throws {
-        try await client.query(
-            "UPDATE enrollments SET last_seen_at = now() WHERE id = \(enrollmentID)",
-            logger: logger
+    package func markSeen(enrollmentID: String, webhookEvent: WebhookEventRecord?) async throws {
+        try await execute(
+            "UPDATE enrollments SET last_seen_at = now() WHERE id = $1",
+            binds: Self.bindings(enrollmentID),
+            recording: webhookEvent
         )
+    }
+
+    /// Runs `sql` (an UPDATE numbering its parameters from $1) as one statement, with the
+    /// webhook event's insert as CTEs in front of it when there is one.
+    private func execute(_ sql: String, binds: PostgresBindings, recording event: WebhookEventRecord?) async throws {
+        guard let event else {
+            try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+            return
+        }
+        var binds = binds
+        let first = binds.count + 1
+        Self.append(event, to: &binds)
+        let select = (first..<first + 4).map { "$\($0)" }.joined(separator: ", ")
+        let recorded = "WITH " + WebhookOutboxSQL.recordEvent(select: select) + "\n" + sql
+        try await client.query(PostgresQuery(unsafeSQL: recorded, binds: binds), logger: logger)
+    }
+
+    private static func bindings(_ id: String) -> PostgresBindings {
+        var binds = PostgresBindings(capacity: 5)
+        binds.append(id)
+        return binds
+    }
+
+    /// The event's ID, enrollment, topic and body, in that order.
+    private static func append(_ event: WebhookEventRecord, to binds: inout PostgresBindings) {
+        binds.append(event.eventID)
+        binds.append(event.enrollmentID)
+        binds.append(event.topic)
+        binds.append(ByteBuffer(bytes: event.body))
     }
 
     package func fetchEnrollment(id: String) async throws -> EnrollmentRecord? {
@@ -192,11 +235,18 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
         return String(decoding: hex, as: UTF8.self)
     }
 
-    // $1 device ID, $2 serial, $3 certificate, $4 raw message, $5 hash, $6 type, $7 topic.
+    // $1 device ID, $2 serial, $3 certificate, $4 raw message, $5 hash, $6 type, $7 topic;
+    // with a webhook event, $8–$11 its ID, enrollment, topic and body.
     // The queue, enrollment and device changes touch disjoint rows, so one statement carries
     // them all; foreign keys are checked at its end, after the device row exists. Returns the
     // number of bindings created (0 when the hash was already bound).
-    private static let authenticateSQL = """
+    private static let authenticateSQL = authenticateSQL(recording: nil)
+    private static let authenticateWebhookSQL = authenticateSQL(
+        recording: WebhookOutboxSQL.recordEvent(select: "$8, $9, $10, $11")
+    )
+
+    private static func authenticateSQL(recording: String?) -> String {
+        """
         WITH device AS (
             INSERT INTO devices (id, serial_number, identity_cert, authenticate, authenticate_at)
             VALUES ($1, $2, $3, $4, now())
@@ -231,14 +281,29 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
                 topic = coalesce(excluded.topic, enrollments.topic),
                 last_seen_at = excluded.last_seen_at,
                 updated_at = now()
-        )
+        )\(recording.map { ",\n" + $0 } ?? "")
         SELECT count(*)::int FROM binding
         """
+    }
 
     // $1 enrollment ID, $2 device ID, $3 type, $4 parent, $5 user ID, $6 short name, $7 long
-    // name, $8 topic, $9 PushMagic, $10 token hex, $11 raw message, $12 unlock token.
-    // No row back means the device never authenticated.
-    private static let tokenUpdateSQL = """
+    // name, $8 topic, $9 PushMagic, $10 token hex, $11 raw message, $12 unlock token; with a
+    // webhook event, $13–$16 its ID, enrollment, topic and body, and $17 the body after the
+    // tally. No row back means the device never authenticated (and no event is recorded).
+    private static let tokenUpdateSQL = tokenUpdateSQL(recording: nil)
+    private static let tokenUpdateWebhookSQL = tokenUpdateSQL(
+        recording: WebhookOutboxSQL.recordEvent(
+            select: """
+                $13, $14, $15,
+                    CASE WHEN $17::bytea IS NULL THEN $16
+                    ELSE $16 || convert_to(token_update_tally::text, 'UTF8') || $17 END
+                FROM enrollment
+                """
+        )
+    )
+
+    private static func tokenUpdateSQL(recording: String?) -> String {
+        """
         WITH enrollment AS (
             INSERT INTO enrollments AS e (
                 id, device_id, type, parent_id, user_id, user_short_name, user_long_name, topic, push_magic,
@@ -268,9 +333,10 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
         unlock AS (
             UPDATE devices SET unlock_token = $12, unlock_token_at = now(), updated_at = now()
             WHERE id = $2 AND $12::bytea IS NOT NULL
-        )
+        )\(recording.map { ",\n" + $0 } ?? "")
         SELECT token_update_tally FROM enrollment
         """
+    }
 }
 
 /// Rolls back an `Authenticate` that lost a race for its certificate hash.

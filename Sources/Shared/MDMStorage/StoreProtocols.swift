@@ -26,6 +26,8 @@ package struct AuthenticateRecord: Sendable {
     package var certificate: [UInt8]
     /// The request body, verbatim.
     package var rawMessage: Data
+    /// Recorded with the change when the certificate is accepted.
+    package var webhookEvent: WebhookEventRecord?
 
     package init(
         enrollment: EnrollmentIdentity,
@@ -33,7 +35,8 @@ package struct AuthenticateRecord: Sendable {
         topic: String?,
         certificateHash: [UInt8],
         certificate: [UInt8],
-        rawMessage: Data
+        rawMessage: Data,
+        webhookEvent: WebhookEventRecord? = nil
     ) {
         self.enrollment = enrollment
         self.serialNumber = serialNumber
@@ -41,6 +44,7 @@ package struct AuthenticateRecord: Sendable {
         self.certificateHash = certificateHash
         self.certificate = certificate
         self.rawMessage = rawMessage
+        self.webhookEvent = webhookEvent
     }
 }
 
@@ -56,6 +60,8 @@ package struct TokenUpdateRecord: Sendable {
     package var userShortName: String?
     package var userLongName: String?
     package var rawMessage: Data
+    /// Recorded with the change; its tally slot gets the new tally.
+    package var webhookEvent: WebhookEventRecord?
 
     package init(
         enrollment: EnrollmentIdentity,
@@ -65,7 +71,8 @@ package struct TokenUpdateRecord: Sendable {
         unlockToken: Data?,
         userShortName: String?,
         userLongName: String?,
-        rawMessage: Data
+        rawMessage: Data,
+        webhookEvent: WebhookEventRecord? = nil
     ) {
         self.enrollment = enrollment
         self.topic = topic
@@ -75,6 +82,7 @@ package struct TokenUpdateRecord: Sendable {
         self.userShortName = userShortName
         self.userLongName = userLongName
         self.rawMessage = rawMessage
+        self.webhookEvent = webhookEvent
     }
 }
 
@@ -136,20 +144,36 @@ package protocol EnrollmentStore: Sendable {
     /// never authenticated. Returns the new tally.
     func saveTokenUpdate(_ record: TokenUpdateRecord) async throws -> Int
 
-    /// Disables the enrollment (its queue is kept). Unknown IDs are ignored.
-    func checkOut(enrollmentID: String) async throws
+    /// Disables the enrollment (its queue is kept). Unknown IDs are ignored (the event is
+    /// still recorded).
+    func checkOut(enrollmentID: String, webhookEvent: WebhookEventRecord?) async throws
 
     /// Stores the device's bootstrap token; `nil` or empty deletes it.
-    func saveBootstrapToken(deviceID: String, token: Data?) async throws
+    func saveBootstrapToken(deviceID: String, token: Data?, webhookEvent: WebhookEventRecord?) async throws
 
     func fetchBootstrapToken(deviceID: String) async throws -> Data?
 
-    /// Moves `last_seen_at` of the enrollment.
-    func markSeen(enrollmentID: String) async throws
+    /// Moves `last_seen_at` of the enrollment, recording `webhookEvent` in the same statement.
+    func markSeen(enrollmentID: String, webhookEvent: WebhookEventRecord?) async throws
 
     func fetchEnrollment(id: String) async throws -> EnrollmentRecord?
     /// The device channel a certificate hash is bound to, if any.
     func fetchBoundDevice(certificateHash: [UInt8]) async throws -> String?
+}
+
+/// The same calls without a webhook event.
+extension EnrollmentStore {
+    package func checkOut(enrollmentID: String) async throws {
+        try await checkOut(enrollmentID: enrollmentID, webhookEvent: nil)
+    }
+
+    package func saveBootstrapToken(deviceID: String, token: Data?) async throws {
+        try await saveBootstrapToken(deviceID: deviceID, token: token, webhookEvent: nil)
+    }
+
+    package func markSeen(enrollmentID: String) async throws {
+        try await markSeen(enrollmentID: enrollmentID, webhookEvent: nil)
+    }
 }
 
 /// A command to enqueue. `plist` is stored and returned byte for byte.
@@ -193,6 +217,8 @@ package struct CommandPoll: Sendable {
     package var rawReport: Data
     /// Bind the certificate on first sight (PROTOCOL.md §2 `retro`).
     package var retro: Bool
+    /// Recorded in the poll statement when the identity is allowed (Idle included).
+    package var webhookEvent: WebhookEventRecord?
 
     package init(
         enrollmentID: String,
@@ -201,7 +227,8 @@ package struct CommandPoll: Sendable {
         status: String,
         commandUUID: String?,
         rawReport: Data,
-        retro: Bool
+        retro: Bool,
+        webhookEvent: WebhookEventRecord? = nil
     ) {
         self.enrollmentID = enrollmentID
         self.deviceChannelID = deviceChannelID
@@ -210,6 +237,7 @@ package struct CommandPoll: Sendable {
         self.commandUUID = commandUUID
         self.rawReport = rawReport
         self.retro = retro
+        self.webhookEvent = webhookEvent
     }
 }
 

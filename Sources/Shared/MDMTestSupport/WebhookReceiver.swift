@@ -1,0 +1,311 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// Why the webhook receiver could not do what a test asked.
+package enum WebhookReceiverError: Error, Sendable, Equatable {
+    case noLocalPort
+    case timedOut(expected: Int, received: Int)
+}
+
+/// A webhook receiver for tests: plain HTTP/1.1 on 127.0.0.1 that records every request and
+/// answers as the test scripts it (accept, fail, drop the connection, never answer), and can
+/// go down (connection refused) and come back up on the same port.
+package final class WebhookReceiver: Sendable {
+    /// How the receiver answers the next requests.
+    package enum Mode: Sendable, Equatable {
+        /// 200, after `delay` (to widen windows in concurrency tests).
+        case accept(delay: Duration = .zero)
+        /// This status, with an empty body.
+        case fail(status: Int)
+        /// Closes the connection without answering.
+        case dropConnection
+        /// Never answers; the request stays open until the client gives up.
+        case hold
+        /// `status` for bodies containing `marker`, 200 for the others.
+        case failBodies(containing: String, status: Int)
+    }
+
+    /// One request as it arrived.
+    package struct Received: Sendable {
+        package let body: [UInt8]
+        /// Header names lowercased, in arrival order.
+        package let headers: [(name: String, value: String)]
+        package let receivedAt: ContinuousClock.Instant
+        /// When the 200 went out; `nil` for requests not accepted.
+        package let acceptedAt: ContinuousClock.Instant?
+
+        package func header(_ name: String) -> String? {
+            let name = name.lowercased()
+            return headers.first { $0.name == name }?.value
+        }
+    }
+
+    package let port: Int
+    private let state: Mutex<State>
+
+    package var url: String { "http://127.0.0.1:\(port)/webhook" }
+
+    private init(port: Int, channel: any Channel) {
+        self.port = port
+        self.state = Mutex(State(serverChannel: channel))
+    }
+
+    /// Starts accepting on an ephemeral port of 127.0.0.1.
+    package static func start(mode: Mode = .accept()) async throws -> WebhookReceiver {
+        let box = ReceiverBox()
+        let channel = try await bind(port: 0, box: box)
+        guard let port = channel.localAddress?.port else {
+            try await channel.close()
+            throw WebhookReceiverError.noLocalPort
+        }
+        let receiver = WebhookReceiver(port: port, channel: channel)
+        receiver.state.withLock { $0.mode = mode }
+        box.receiver.withLock { $0 = receiver }
+        return receiver
+    }
+
+    private static func bind(port: Int, box: ReceiverBox) async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    box.receiver.withLock { $0 }?.track(channel)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(ReceiverHandler(box: box))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port)
+            .get()
+    }
+
+    package func setMode(_ mode: Mode) {
+        state.withLock { $0.mode = mode }
+    }
+
+    /// Goes down: stops listening and closes every connection, so clients get "connection refused".
+    package func stopListening() async throws {
+        let (server, connections) = state.withLock { state in
+            let server = state.serverChannel
+            state.serverChannel = nil
+            return (server, Array(state.connections.values))
+        }
+        try await server?.close()
+        for connection in connections {
+            try? await connection.close()
+        }
+    }
+
+    /// Comes back up on the same port.
+    package func startListening() async throws {
+        let box = ReceiverBox()
+        box.receiver.withLock { $0 = self }
+        let channel = try await Self.bind(port: port, box: box)
+        state.withLock { $0.serverChannel = channel }
+    }
+
+    package func shutdown() async throws {
+        try await stopListening()
+    }
+
+    /// Every request so far, in arrival order.
+    package func requests() -> [Received] {
+        state.withLock { $0.requests }
+    }
+
+    /// The requests answered 200, in the order they were answered.
+    package func accepted() -> [Received] {
+        state.withLock { $0.accepted }
+    }
+
+    /// Waits until at least `count` requests have arrived.
+    package func waitForRequests(count: Int, timeout: Duration = .seconds(30)) async throws -> [Received] {
+        try await wait(count: count, timeout: timeout, accepted: false)
+    }
+
+    /// Waits until at least `count` requests have been answered 200.
+    package func waitForAccepted(count: Int, timeout: Duration = .seconds(30)) async throws -> [Received] {
+        try await wait(count: count, timeout: timeout, accepted: true)
+    }
+
+    private func wait(count: Int, timeout: Duration, accepted: Bool) async throws -> [Received] {
+        let id = UUID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let ready: [Received]? = state.withLock { state in
+                    let current = accepted ? state.accepted : state.requests
+                    if current.count >= count { return current }
+                    state.waiters[id] = Waiter(count: count, accepted: accepted, continuation: continuation)
+                    return nil
+                }
+                if let ready {
+                    continuation.resume(returning: ready)
+                    return
+                }
+                let timeoutTask = Task { [weak self] in
+                    try await Task.sleep(for: timeout)
+                    self?.expireWaiter(id, error: nil)
+                }
+                state.withLock { $0.waiters[id]?.timeoutTask = timeoutTask }
+            }
+        } onCancel: {
+            self.expireWaiter(id, error: CancellationError())
+        }
+    }
+
+    private func expireWaiter(_ id: UUID, error: (any Error)?) {
+        let expired = state.withLock { state in
+            state.waiters.removeValue(forKey: id).map { waiter in
+                (waiter, waiter.accepted ? state.accepted.count : state.requests.count)
+            }
+        }
+        guard let (waiter, received) = expired else { return }
+        waiter.timeoutTask?.cancel()
+        waiter.continuation.resume(
+            throwing: error ?? WebhookReceiverError.timedOut(expected: waiter.count, received: received))
+    }
+
+    /// Records a request and returns how to answer it.
+    fileprivate func receive(body: [UInt8], headers: [(name: String, value: String)]) -> Mode {
+        let (mode, satisfied) = state.withLock { state in
+            let request = Received(body: body, headers: headers, receivedAt: .now, acceptedAt: nil)
+            state.requests.append(request)
+            return (state.mode, state.satisfiedWaiters())
+        }
+        resume(satisfied)
+        return mode
+    }
+
+    /// Records that a request was answered 200.
+    fileprivate func recordAccepted(
+        body: [UInt8], headers: [(name: String, value: String)], receivedAt: ContinuousClock.Instant
+    ) {
+        let satisfied = state.withLock { state in
+            state.accepted.append(Received(body: body, headers: headers, receivedAt: receivedAt, acceptedAt: .now))
+            return state.satisfiedWaiters()
+        }
+        resume(satisfied)
+    }
+
+    private func resume(_ satisfied: [(Waiter, [Received])]) {
+        for (waiter, received) in satisfied {
+            waiter.timeoutTask?.cancel()
+            waiter.continuation.resume(returning: received)
+        }
+    }
+
+    fileprivate func track(_ channel: any Channel) {
+        state.withLock { $0.connections[ObjectIdentifier(channel)] = channel }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.connections.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+    }
+}
+
+/// Lets connections reach the receiver, which exists only once the socket is bound.
+private final class ReceiverBox: Sendable {
+    let receiver = Mutex<WebhookReceiver?>(nil)
+}
+
+private struct Waiter {
+    let count: Int
+    let accepted: Bool
+    let continuation: CheckedContinuation<[WebhookReceiver.Received], any Error>
+    var timeoutTask: Task<Void, any Error>?
+}
+
+private struct State {
+    var serverChannel: (any Channel)?
+    var mode: WebhookReceiver.Mode = .accept()
+    var requests: [WebhookReceiver.Received] = []
+    var accepted: [WebhookReceiver.Received] = []
+    var waiters: [UUID: Waiter] = [:]
+    var connections: [ObjectIdentifier: any Channel] = [:]
+
+    mutating func satisfiedWaiters() -> [(Waiter, [WebhookReceiver.Received])] {
+        var satisfied: [(Waiter, [WebhookReceiver.Received])] = []
+        for (id, waiter) in waiters {
+            let current = waiter.accepted ? accepted : requests
+            if current.count >= waiter.count {
+                waiters[id] = nil
+                satisfied.append((waiter, current))
+            }
+        }
+        return satisfied
+    }
+}
+
+/// Answers one connection's requests as the receiver's mode says.
+private final class ReceiverHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let box: ReceiverBox
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(box: ReceiverBox) {
+        self.box = box
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = []
+        case .body(var buffer):
+            body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            guard let head, let receiver = box.receiver.withLock({ $0 }) else {
+                context.close(promise: nil)
+                return
+            }
+            let headers = head.headers.map { (name: $0.name.lowercased(), value: $0.value) }
+            let receivedAt = ContinuousClock.now
+            let body = self.body
+            var mode = receiver.receive(body: body, headers: headers)
+            if case .failBodies(let marker, let status) = mode {
+                let contains = String(decoding: body, as: UTF8.self).contains(marker)
+                mode = contains ? .fail(status: status) : .accept()
+            }
+            switch mode {
+            case .accept(let delay):
+                let accept = {
+                    receiver.recordAccepted(body: body, headers: headers, receivedAt: receivedAt)
+                    self.respond(context: context, status: .ok, keepAlive: head.isKeepAlive)
+                }
+                if delay == .zero {
+                    accept()
+                } else {
+                    context.eventLoop.assumeIsolated().scheduleTask(in: .init(delay)) { accept() }
+                }
+            case .fail(let status):
+                respond(context: context, status: HTTPResponseStatus(statusCode: status), keepAlive: head.isKeepAlive)
+            case .dropConnection:
+                context.close(promise: nil)
+            case .hold, .failBodies:
+                break
+            }
+        }
+    }
+
+    private func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, keepAlive: Bool) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-length", value: "0")
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))))
+            .whenFailure { _ in }
+        let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let channel = context.channel
+            written.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
