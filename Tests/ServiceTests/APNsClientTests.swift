@@ -280,6 +280,27 @@ struct APNsClientTests {
         }
     }
 
+    @Test func expiredCertificateFailsWithoutARequest() async throws {
+        try await APNsFixture.with { fixture in
+            let certificate = try fixture.ca.issuePushCertificate(topic: Self.topic)
+            let expiry = Date(timeIntervalSince1970: 1_700_000_000)
+            try await fixture.store.savePushCertificate(
+                PushCertificateRecord(
+                    topic: Self.topic,
+                    certificatePEM: certificate.certificatePEM,
+                    privateKeyPEM: certificate.privateKeyPEM,
+                    notAfter: expiry
+                )
+            )
+
+            let outcome = await fixture.client.send(Self.push())
+
+            #expect(
+                outcome == .failed(reason: "push certificate of topic \(Self.topic) is unusable: expired \(expiry)"))
+            #expect(await fixture.mock.requests().isEmpty)
+        }
+    }
+
     @Test func twoThousandConcurrentPushesToOneTopicAreDeliveredOverOneConnection() async throws {
         // Debug builds on a busy machine clear only about a hundred pushes a second, and every push waits for a
         // stream within its own timeout.
