@@ -316,8 +316,16 @@ final class APNsClient: Sendable {
         let retention = ContinuousClock.now + configuration.certificateMissRetention
         do {
             if let record = try await certificates.fetchPushCertificate(topic: topic) {
+                // APNs would refuse the handshake, which the pool retries until the request times out; saying
+                // so at once is clearer.
+                guard record.notAfter > Date() else {
+                    throw APNsCertificateError.expired(record.notAfter)
+                }
                 phase = .ready(try APNsTopicConnection(record: record, configuration: configuration))
-                logger.info("push certificate loaded", metadata: [LogKey.apnsTopic: "\(topic)"])
+                logger.info(
+                    "push certificate loaded",
+                    metadata: [LogKey.apnsTopic: "\(topic)", "not_after": "\(record.notAfter)"]
+                )
             } else {
                 phase = .unavailable(reason: "no push certificate for topic \(topic)", until: retention)
             }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 import MDMStorage
 import NIOCore
 import NIOSSL
@@ -7,11 +8,13 @@ import Synchronization
 /// Why a topic's push certificate cannot be presented to APNs.
 enum APNsCertificateError: Error, Sendable, Equatable, CustomStringConvertible {
     case noCertificateInPEM
+    case expired(Date)
     case unusable(String)
 
     var description: String {
         switch self {
         case .noCertificateInPEM: "no PEM certificate"
+        case .expired(let notAfter): "expired \(notAfter)"
         case .unusable(let detail): detail
         }
     }

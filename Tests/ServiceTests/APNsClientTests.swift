@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import MDMServerSupport
@@ -280,6 +281,27 @@ struct APNsClientTests {
         }
     }
 
+    @Test func expiredCertificateFailsWithoutARequest() async throws {
+        try await APNsFixture.with { fixture in
+            let certificate = try fixture.ca.issuePushCertificate(topic: Self.topic)
+            let expiry = Date(timeIntervalSince1970: 1_700_000_000)
+            try await fixture.store.savePushCertificate(
+                PushCertificateRecord(
+                    topic: Self.topic,
+                    certificatePEM: certificate.certificatePEM,
+                    privateKeyPEM: certificate.privateKeyPEM,
+                    notAfter: expiry
+                )
+            )
+
+            let outcome = await fixture.client.send(Self.push())
+
+            #expect(
+                outcome == .failed(reason: "push certificate of topic \(Self.topic) is unusable: expired \(expiry)"))
+            #expect(await fixture.mock.requests().isEmpty)
+        }
+    }
+
     @Test func twoThousandConcurrentPushesToOneTopicAreDeliveredOverOneConnection() async throws {
         // Debug builds on a busy machine clear only about a hundred pushes a second, and every push waits for a
         // stream within its own timeout.
@@ -318,6 +340,39 @@ struct APNsClientTests {
             #expect(await fixture.client.send(Self.push()) == .failed(reason: "APNs client is shut down"))
             #expect(await fixture.mock.requests().count == 1)
             try await fixture.mock.waitForOpenConnections(atMost: 0)
+        }
+    }
+}
+
+@Suite(
+    "APNsClient with certificates from PostgreSQL",
+    .enabled(if: TestDatabase.isEnabled, "set MDM_TEST_DATABASE_URL or run deploy/local/test")
+)
+struct APNsClientPostgresTests {
+    @Test func sealedPushCertificateFromPostgresIsPresentedToAPNs() async throws {
+        try await TestDatabase.withFreshClient { database in
+            let store = PostgresPushCertificateStore(
+                client: database,
+                logger: TestDatabase.quietLogger,
+                keyEncryptionKey: SymmetricKey(size: .bits256)
+            )
+            try await APNsFixture.with(certificates: store) { fixture in
+                let certificate = try fixture.ca.issuePushCertificate(topic: APNsClientTests.topic)
+                try await store.savePushCertificate(
+                    PushCertificateRecord(
+                        topic: APNsClientTests.topic,
+                        certificatePEM: certificate.certificatePEM,
+                        privateKeyPEM: certificate.privateKeyPEM,
+                        notAfter: certificate.certificate.notValidAfter
+                    )
+                )
+
+                let outcome = await fixture.client.send(APNsClientTests.push())
+
+                let request = try #require(try await fixture.mock.waitForRequests(count: 1).first)
+                #expect(outcome == .delivered(apnsID: try #require(request.header("apns-id"))))
+                #expect(request.clientCertificateSubject == certificate.certificate.subject.description)
+            }
         }
     }
 }
@@ -409,9 +464,11 @@ struct APNsFixture: Sendable {
         return logger
     }()
 
+    /// - Parameter certificates: where the client reads certificates; `store` (in memory) when `nil`.
     static func with(
         maxAttempts: Int = 4,
         requestTimeout: Duration = .seconds(60),
+        certificates: (any PushCertificateStore)? = nil,
         _ body: (APNsFixture) async throws -> Void
     ) async throws {
         let ca = try TestCertificateAuthority.make(commonName: "Push CA")
@@ -427,7 +484,7 @@ struct APNsFixture: Sendable {
         let store = MemoryPushCertificateStore()
         let client: APNsClient
         do {
-            client = try APNsClient(configuration: configuration, certificates: store, logger: logger)
+            client = try APNsClient(configuration: configuration, certificates: certificates ?? store, logger: logger)
         } catch {
             try? await mock.shutdown()
             throw error
