@@ -87,7 +87,7 @@ struct PushWorker: Service {
                     received += try await bus.receive(
                         consumer: consumer, count: settings.batchSize - received.count, block: left)
                 }
-                try await process(received)
+                try await process(received, as: consumer)
                 backoff.reset()
             } catch {
                 logger.error("push consumer failed", metadata: ["consumer": "\(consumer)", "error": "\(error)"])
@@ -100,8 +100,34 @@ struct PushWorker: Service {
 
     /// Pushes, records, answers waiting callers, then acknowledges. When recording fails the
     /// entries stay pending and are reclaimed later: a push may repeat, none is lost.
-    private func process(_ received: [ReceivedPushRequest]) async throws {
-        let handled = try await handler.handle(received.map(\.request))
+    ///
+    /// While a batch is in hand its entries are kept alive, so a slow batch (APNs retrying, a
+    /// loaded machine) is not mistaken for a dead consumer's and pushed twice.
+    private func process(_ received: [ReceivedPushRequest], as consumer: String) async throws {
+        let receipts = received.map(\.receipt)
+        let handled = try await withThrowingTaskGroup(of: PushHandler.Handled?.self) { group in
+            group.addTask { try await handler.handle(received.map(\.request)) }
+            group.addTask {
+                while !Task.isCancelled {
+                    do {
+                        try await Task.sleep(for: settings.reclaimIdle / 3)
+                    } catch {
+                        return nil
+                    }
+                    do {
+                        try await bus.keepAlive(receipts, consumer: consumer)
+                    } catch {
+                        logger.warning("could not keep push requests alive", metadata: ["error": "\(error)"])
+                    }
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let result = try await group.next() {
+                if let handled = result { return handled }
+            }
+            throw CancellationError()
+        }
         for (key, reply) in handled.replies {
             do {
                 try await bus.reply(reply, to: key)
@@ -127,7 +153,7 @@ struct PushWorker: Service {
             )
             guard !reclaimed.isEmpty else { return }
             logger.info("reclaimed push requests of a stalled consumer", metadata: ["count": "\(reclaimed.count)"])
-            try await process(reclaimed)
+            try await process(reclaimed, as: "\(settings.consumerName)-reclaim")
         }
     }
 

@@ -77,8 +77,9 @@ struct WebhookWorkerTests {
                 }
             }
         }
-        // A short lease: the successor takes over the killed worker's events after it.
-        let configuration = try WebhookTest.configuration(receiver: receiver, lease: .seconds(1))
+        // A short lease, longer than one delivery takes on a loaded machine: the successor
+        // takes over the killed worker's events after it.
+        let configuration = try WebhookTest.configuration(receiver: receiver, lease: .seconds(5))
 
         // The first worker, with its own pool like a process, dies while both heads are in flight.
         let doomed = Task {

@@ -28,6 +28,9 @@ struct ProcessFixture: Sendable {
             "MDM_DATABASE_URL": databaseURL,
             "MDM_DATABASE_POOL_SIZE": "4",
             "MDM_DATABASE_STARTUP_TIMEOUT": "60",
+            // PushService needs Redis; the API uses it for pushes. A stream of their own.
+            "MDM_REDIS_URL": (try? TestRedis.url()) ?? "redis://127.0.0.1:6379",
+            "MDM_PUSH_STREAM": "mdm:test:\(UUID().uuidString.prefix(8)):push",
             "MDM_CA_CERTS": directory.appendingPathComponent("device-ca.pem").path,
             "MDM_API_KEY": apiKey,
             "MDM_LOG_FORMAT": "json",

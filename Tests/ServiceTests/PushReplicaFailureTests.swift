@@ -31,7 +31,7 @@ struct PushReplicaFailureTests {
             "MDM_DATABASE_URL": database.url, "MDM_REDIS_URL": redisURL, "MDM_PUSH_STREAM": stream,
             "MDM_APNS_URL": apns.baseURL, "MDM_APNS_CA_CERTS": apnsCA.path, "MDM_PUSH_RECLAIM_IDLE": "2",
             "MDM_PUSH_RECLAIM_INTERVAL": "0.5", "MDM_PUSH_BATCH_SIZE": "2", "MDM_PUSH_CONCURRENCY": "500",
-            "MDM_LOG_LEVEL": "warning",
+            "MDM_LOG_LEVEL": "warning", "MDM_DATABASE_POOL_SIZE": "4",
         ]
         let processes = RoleProcesses()
         do {

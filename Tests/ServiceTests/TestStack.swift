@@ -102,7 +102,7 @@ struct TestStack: Sendable {
             host: "127.0.0.1",
             port: 0,
             databaseURL: database.url,
-            databasePoolSize: 8,
+            databasePoolSize: 4,
             maxBodyBytes: options.maxBodyBytes
         )
         let apiKey = "test-api-key-\(UUID().uuidString)"

@@ -35,6 +35,8 @@ package protocol PushBus: Sendable {
     /// Requests other consumers received and have not acknowledged for `minIdle`.
     func reclaim(consumer: String, minIdle: Duration, count: Int) async throws -> [ReceivedPushRequest]
     func acknowledge(_ receipts: [String]) async throws
+    /// Tells the bus `consumer` is still working on `receipts`, so nobody reclaims them.
+    func keepAlive(_ receipts: [String], consumer: String) async throws
     /// Sends the outcomes of a request to the reply key its publisher named.
     func reply(_ reply: PushReply, to key: String) async throws
     /// Replies that arrived at `key` (one reader per key), waiting up to `block` for the first.
@@ -115,6 +117,10 @@ package struct RedisPushBus: PushBus {
     package func acknowledge(_ receipts: [String]) async throws {
         guard !receipts.isEmpty else { return }
         _ = try await client.xack(stream: stream, group: group, ids: receipts)
+    }
+
+    package func keepAlive(_ receipts: [String], consumer: String) async throws {
+        try await client.xclaimJustID(stream: stream, group: group, consumer: consumer, minIdle: .zero, ids: receipts)
     }
 
     package func reply(_ reply: PushReply, to key: String) async throws {

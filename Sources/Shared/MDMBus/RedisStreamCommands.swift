@@ -240,6 +240,27 @@ extension RedisCommandSending {
 
     /// `XAUTOCLAIM stream group consumer min-idle start [COUNT n]`: takes over entries another
     /// consumer read and has not acknowledged for at least `minIdle` (its replica died).
+    /// `XCLAIM stream group consumer minIdle id … JUSTID`: takes (or keeps) the entries for
+    /// `consumer` and resets their idle time; returns the IDs it claimed.
+    @discardableResult
+    package func xclaimJustID(
+        stream: String,
+        group: String,
+        consumer: String,
+        minIdle: Duration,
+        ids: [String]
+    ) async throws -> [String] {
+        guard !ids.isEmpty else { return [] }
+        let command: [RESPArgument] =
+            ["XCLAIM", .string(stream), .string(group), .string(consumer), .integer(minIdle.redisMilliseconds)]
+            + ids.map { .string($0) } + ["JUSTID"]
+        let reply = try await send(command)
+        guard let list = reply.array else {
+            throw RedisError.unexpectedReply(command: "XCLAIM", reply: reply.description)
+        }
+        return list.compactMap(\.string)
+    }
+
     package func xautoclaim(
         stream: String,
         group: String,
