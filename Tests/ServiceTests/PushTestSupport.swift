@@ -47,7 +47,7 @@ struct PushStack: Sendable {
         /// Start PushService only when the test calls `runPushService`.
         var startPushService = true
         var apnsMaxAttempts = 4
-        var waitTimeout: Duration = .seconds(15)
+        var waitTimeout: Duration = .seconds(60)
     }
 
     static func with<T: Sendable>(
