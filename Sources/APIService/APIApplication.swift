@@ -30,6 +30,13 @@ func buildAPIApplication(
                 JSONBody.response(["version": SwiftMDMVersion.current], status: .ok)
             }
             let v1 = router.group("v1").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey))
+            if configuration.migrationEnabled {
+                MigrationController(
+                    handler: MigrationHandler(store: PostgresEnrollmentStore(client: database, logger: logger)),
+                    maxBodyBytes: configuration.server.maxBodyBytes
+                ).addRoutes(
+                    to: router.group("migration").add(middleware: APIKeyMiddleware(apiKey: configuration.apiKey)))
+            }
             EnqueueController(
                 handler: EnqueueHandler(
                     queue: PostgresCommandQueue(client: database, logger: logger),

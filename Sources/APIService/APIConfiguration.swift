@@ -22,6 +22,9 @@ struct APIConfiguration: Sendable {
     /// Trust roots for that endpoint instead of the system's (`MDM_ESCROW_KEY_UNLOCK_CA_CERTS`).
     var escrowKeyUnlockTrustRoots: [NIOSSLCertificate]?
 
+    /// Serve `PUT /migration` (`MDM_MIGRATION_ENABLED`): off unless a migration is under way.
+    var migrationEnabled = false
+
     static let defaultPort = 9000
 
     /// Seals push-certificate private keys at rest; `nil` stores them as plain PEM.
@@ -53,6 +56,7 @@ struct APIConfiguration: Sendable {
             pushKeyEncryptionKey: try settings.pushKeyEncryptionKey()
         )
         pushStream = settings.string("MDM_PUSH_STREAM", default: pushStream)
+        migrationEnabled = try settings.bool("MDM_MIGRATION_ENABLED", default: false)
         pushWaitTimeout = try settings.seconds("MDM_PUSH_WAIT_TIMEOUT", default: pushWaitTimeout)
         pushRedriveAfter = try settings.seconds("MDM_PUSH_REDRIVE_AFTER", default: pushRedriveAfter)
         escrowKeyUnlockURL = settings.string("MDM_ESCROW_KEY_UNLOCK_URL", default: escrowKeyUnlockURL)

@@ -85,6 +85,7 @@ struct TestStack: Sendable {
         var apiRedis: RedisConfiguration?
         var pushStream = RedisPushBus.defaultStream
         var pushWaitTimeout: Duration = .seconds(10)
+        var migrationEnabled = false
         var escrowKeyUnlockURL: String?
         var escrowKeyUnlockTrustRoots: [NIOSSLCertificate]?
         /// Record webhook events (as with `MDM_WEBHOOK_URL` set); delivery is the test's to run.
@@ -140,6 +141,7 @@ struct TestStack: Sendable {
             apiConfiguration.pushWaitTimeout = options.pushWaitTimeout
             if let url = options.escrowKeyUnlockURL { apiConfiguration.escrowKeyUnlockURL = url }
             apiConfiguration.escrowKeyUnlockTrustRoots = options.escrowKeyUnlockTrustRoots
+            apiConfiguration.migrationEnabled = options.migrationEnabled
             let api = try buildAPIApplication(
                 configuration: apiConfiguration,
                 logger: logger,

@@ -88,6 +88,9 @@ package enum SettingCatalogue {
             name: "MDM_ESCROW_KEY_UNLOCK_CA_CERTS", defaultValue: "", roles: "api",
             summary: "PEM file of trust roots for that endpoint instead of the system's"),
         .init(
+            name: "MDM_MIGRATION_ENABLED", defaultValue: "false", roles: "api",
+            summary: "serve PUT /migration: raw check-ins applied without identity checks"),
+        .init(
             name: "MDM_NANOMDM_DATABASE_URL", defaultValue: "", roles: "api migrate-from-nanomdm",
             summary: "NanoMDM PostgreSQL database to import from; also MDM_NANOMDM_DATABASE_URL_FILE"),
         .init(

@@ -203,6 +203,42 @@ package struct PostgresEnrollmentStore: EnrollmentStore {
         return nil
     }
 
+    package func saveMigratedAuthenticate(_ record: MigratedAuthenticate) async throws {
+        try await client.query(
+            """
+            WITH device AS (
+                INSERT INTO devices (id, serial_number, authenticate, authenticate_at)
+                VALUES (\(record.enrollment.deviceChannelID), \(record.serialNumber), \(record.rawMessage), now())
+                ON CONFLICT (id) DO UPDATE SET
+                    serial_number = coalesce(excluded.serial_number, devices.serial_number),
+                    authenticate = excluded.authenticate,
+                    authenticate_at = excluded.authenticate_at,
+                    updated_at = now()
+            ),
+            deactivated AS (
+                UPDATE queue_entries SET state = 'inactive', updated_at = now()
+                WHERE state = 'pending' AND enrollment_id IN (
+                    SELECT id FROM enrollments WHERE device_id = \(record.enrollment.deviceChannelID))
+            ),
+            user_channels AS (
+                UPDATE enrollments SET enabled = false, token_update_tally = 0, updated_at = now()
+                WHERE device_id = \(record.enrollment.deviceChannelID) AND id <> \(record.enrollment.deviceChannelID)
+            )
+            INSERT INTO enrollments (id, device_id, type, topic)
+            VALUES (
+                \(record.enrollment.deviceChannelID), \(record.enrollment.deviceChannelID),
+                \(record.enrollment.type.rawValue), \(record.topic)
+            )
+            ON CONFLICT (id) DO UPDATE SET
+                enabled = false,
+                token_update_tally = 0,
+                topic = coalesce(excluded.topic, enrollments.topic),
+                updated_at = now()
+            """,
+            logger: logger
+        )
+    }
+
     package func fetchBoundDevice(certificateHash: [UInt8]) async throws -> String? {
         try await client.query(
             "SELECT device_id FROM certificate_bindings WHERE sha256 = \(ByteBuffer(bytes: certificateHash))",

@@ -159,6 +159,25 @@ package protocol EnrollmentStore: Sendable {
     func fetchEnrollment(id: String) async throws -> EnrollmentRecord?
     /// The device channel a certificate hash is bound to, if any.
     func fetchBoundDevice(certificateHash: [UInt8]) async throws -> String?
+    /// An `Authenticate` replayed from another server (`PUT /migration`): the device and its
+    /// channel as `authenticate` stores them, but no certificate binding (there is no
+    /// certificate; `retro` binds it on the device's first request).
+    func saveMigratedAuthenticate(_ record: MigratedAuthenticate) async throws
+}
+
+/// An `Authenticate` check-in replayed by a migration tool, without the device's certificate.
+package struct MigratedAuthenticate: Sendable {
+    package var enrollment: EnrollmentIdentity
+    package var serialNumber: String?
+    package var topic: String?
+    package var rawMessage: Data
+
+    package init(enrollment: EnrollmentIdentity, serialNumber: String?, topic: String?, rawMessage: Data) {
+        self.enrollment = enrollment
+        self.serialNumber = serialNumber
+        self.topic = topic
+        self.rawMessage = rawMessage
+    }
 }
 
 /// The same calls without a webhook event.
