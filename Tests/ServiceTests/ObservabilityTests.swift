@@ -15,7 +15,7 @@ struct ObservabilityTests {
         try await TestStack.with { stack in
             let before = try await scrape(stack.commandBaseURL)
             #expect(before.sum(MDMMetrics.Name.commandReports) == 0)
-            #expect(before.sum(MDMMetrics.Name.postgresPoolMaxConnections) == 8)
+            #expect(before.sum(MDMMetrics.Name.postgresPoolMaxConnections) == Double(TestStack.databasePoolSize))
 
             let device = try stack.makeDevice()
             try await device.enroll()

@@ -26,19 +26,31 @@ struct PortReporter: Sendable {
     var report: @Sendable (Int) async -> Void {
         { [continuation] port in continuation.yield(port) }
     }
+
+    /// No port will come (the server stopped).
+    func finish() {
+        continuation.finish()
+    }
 }
 
-/// Runs `app` on an ephemeral loopback port while `body` runs, then shuts it down.
+/// Runs `app` on an ephemeral loopback port while `body` runs, then shuts it down. When the
+/// server fails before it listens, its error is thrown (instead of waiting for a port forever).
 func withRunningApplication<T: Sendable>(
     _ app: some ApplicationProtocol,
     reporter: PortReporter,
     _ body: (Int) async throws -> T
 ) async throws -> T {
     try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await app.run() }
+        group.addTask {
+            defer { reporter.finish() }
+            try await app.run()
+        }
         defer { group.cancelAll() }
         var iterator = reporter.ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw TestStackError.serverDidNotStart }
+        guard let port = await iterator.next() else {
+            try await group.next()
+            throw TestStackError.serverDidNotStart
+        }
         return try await body(port)
     }
 }
@@ -73,6 +85,9 @@ struct TestStack: Sendable {
         return logger
     }()
 
+    /// Connections per role's pool: small, because every test runs a stack at once.
+    static let databasePoolSize = 4
+
     struct Options: Sendable {
         var identity: DeviceIdentityConfiguration?
         var declarativeManagement: DeclarativeManagementConfiguration?
@@ -103,7 +118,7 @@ struct TestStack: Sendable {
             host: "127.0.0.1",
             port: 0,
             databaseURL: database.url,
-            databasePoolSize: 4,
+            databasePoolSize: Self.databasePoolSize,
             maxBodyBytes: options.maxBodyBytes
         )
         let apiKey = "test-api-key-\(UUID().uuidString)"
