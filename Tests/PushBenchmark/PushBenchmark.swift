@@ -40,26 +40,8 @@ struct PushBenchmark {
         try Data(apns.serverTrustRootPEM.utf8).write(to: apnsCA)
         let topic = "com.apple.mgmt.External.bench"
         try await database.withClient { client in
-            let certificate = try pushCA.issuePushCertificate(topic: topic)
-            try await PostgresPushCertificateStore(client: client, logger: logger).savePushCertificate(
-                PushCertificateRecord(
-                    topic: topic,
-                    certificatePEM: certificate.certificatePEM,
-                    privateKeyPEM: certificate.privateKeyPEM,
-                    notAfter: Date() + 86400
-                )
-            )
-            try await client.query(
-                """
-                WITH devices AS (
-                    INSERT INTO devices (id) SELECT 'BENCH-' || n FROM generate_series(1, \(enrollments)) AS n
-                    RETURNING id
-                )
-                INSERT INTO enrollments (id, device_id, type, enabled, topic, push_magic, token_hex)
-                SELECT id, id, 'Device', true, \(topic), 'magic-' || id, md5(id) || md5(id) FROM devices
-                """,
-                logger: logger
-            )
+            try await PushFleet.seed(
+                client, prefix: "BENCH", count: enrollments, topic: topic, pushCA: pushCA, logger: logger)
         }
         let ids = (1...enrollments).map { "BENCH-\($0)" }
         let stream = "mdm:push:bench:\(UUID().uuidString.prefix(8))"

@@ -36,7 +36,9 @@ struct PushReplicaFailureTests {
         let processes = RoleProcesses()
         do {
             let tokens = try await database.withClient { client in
-                try await Self.seed(client, topic: Self.topic, pushCA: pushCA)
+                try await PushFleet.seed(
+                    client, prefix: "BURST", count: Self.deviceCount, topic: Self.topic, pushCA: pushCA,
+                    logger: TestStack.logger)
             }
             let first = try await RoleProcess.start(.push, environment: replicaEnvironment)
             processes.add(first)
@@ -95,36 +97,6 @@ struct PushReplicaFailureTests {
         try await apns.shutdown()
         try await database.drop()
         try? FileManager.default.removeItem(at: work)
-    }
-
-    /// `deviceCount` pushable enrollments on `topic`, and its certificate. Returns the tokens.
-    static func seed(_ client: PostgresClient, topic: String, pushCA: TestCertificateAuthority) async throws
-        -> Set<String>
-    {
-        let certificate = try pushCA.issuePushCertificate(topic: topic)
-        try await PostgresPushCertificateStore(client: client, logger: TestStack.logger).savePushCertificate(
-            PushCertificateRecord(
-                topic: topic,
-                certificatePEM: certificate.certificatePEM,
-                privateKeyPEM: certificate.privateKeyPEM,
-                notAfter: Date() + 86400
-            )
-        )
-        try await client.query(
-            """
-            WITH devices AS (
-                INSERT INTO devices (id) SELECT 'BURST-' || n FROM generate_series(1, \(deviceCount)) AS n
-                RETURNING id
-            )
-            INSERT INTO enrollments (id, device_id, type, enabled, topic, push_magic, token_hex)
-            SELECT id, id, 'Device', true, \(topic), 'magic-' || id, md5(id) || md5(id) FROM devices
-            """
-        )
-        var tokens: Set<String> = []
-        for try await token in try await client.query("SELECT token_hex FROM enrollments").decode(String.self) {
-            tokens.insert(token)
-        }
-        return tokens
     }
 
     struct Reply: Sendable {
