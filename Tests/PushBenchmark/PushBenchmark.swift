@@ -39,7 +39,7 @@ struct PushBenchmark {
         let apnsCA = work.appendingPathComponent("apns-ca.pem")
         try Data(apns.serverTrustRootPEM.utf8).write(to: apnsCA)
         let topic = "com.apple.mgmt.External.bench"
-        try await database.withClient { client in
+        _ = try await database.withClient { client in
             try await PushFleet.seed(
                 client, prefix: "BENCH", count: enrollments, topic: topic, pushCA: pushCA, logger: logger)
         }
