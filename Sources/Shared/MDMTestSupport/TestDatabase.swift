@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MDMStorage
 import PostgresNIO
+import Synchronization
 
 /// A fresh, fully migrated PostgreSQL database for one test.
 ///
@@ -90,10 +91,34 @@ package struct TestDatabase: Sendable {
         var backgroundLogger = logger
         backgroundLogger.logLevel = max(logger.logLevel, .error)
         let client = PostgresClient(configuration: configuration, backgroundLogger: backgroundLogger)
-        return try await withThrowingTaskGroup(of: Void.self, returning: T.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(client)
+        let runner = Task { await client.run() }
+        let result: T
+        do {
+            result = try await body(client)
+        } catch {
+            await stop(runner)
+            throw error
+        }
+        await stop(runner)
+        return result
+    }
+
+    /// Cancels a pool's run task and waits for it to end, but at most `limit`: a pool that
+    /// misses its cancellation (seen on a loaded machine) must not hang every test after it.
+    /// Unstructured on purpose, so the wait can be abandoned.
+    static func stop(_ runner: Task<Void, Never>, limit: Duration = .seconds(10)) async {
+        runner.cancel()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let pending = Mutex<CheckedContinuation<Void, Never>?>(continuation)
+            let resume: @Sendable () -> Void = { pending.withLock { $0.take() }?.resume() }
+            Task {
+                await runner.value
+                resume()
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                resume()
+            }
         }
     }
 
