@@ -20,7 +20,9 @@ extension PushConfiguration {
         consumerName: String = "test-\(UUID().uuidString.prefix(8))"
     ) throws -> PushConfiguration {
         var worker = PushWorkerSettings(consumerName: consumerName)
-        worker.reclaimIdle = .seconds(2)
+        // Short enough for recovery tests, long enough that a loaded machine's keep-alive
+        // (every third of it) is not outrun.
+        worker.reclaimIdle = .seconds(5)
         worker.reclaimInterval = .milliseconds(500)
         worker.redriveInterval = .milliseconds(500)
         worker.redriveAfter = .seconds(2)
