@@ -3,5 +3,7 @@ package enum LogKey {
     package static let enrollmentID = "mdm.enrollment_id"
     package static let messageType = "mdm.message_type"
     package static let webhookEventID = "mdm.webhook_event_id"
+    /// The receiver's host only: the URL may carry credentials.
+    package static let webhookHost = "mdm.webhook_host"
     package static let webhookTopic = "mdm.webhook_topic"
 }
