@@ -6,5 +6,7 @@ package enum LogKey {
     package static let commandUUID = "mdm.command_uuid"
     package static let status = "mdm.status"
     package static let webhookEventID = "mdm.webhook_event_id"
+    /// The receiver's host only: the URL may carry credentials.
+    package static let webhookHost = "mdm.webhook_host"
     package static let webhookTopic = "mdm.webhook_topic"
 }

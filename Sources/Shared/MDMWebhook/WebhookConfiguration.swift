@@ -3,7 +3,7 @@ import MDMServerSupport
 import MDMStorage
 
 /// Where webhook events go and how hard delivery tries (docs/operations.md, "Webhook").
-package struct WebhookConfiguration: Sendable {
+package struct WebhookConfiguration: Sendable, CustomStringConvertible {
     /// The receiver. Never logged whole: it may carry credentials.
     package var url: URL
     /// When set, requests carry `X-Hmac-Signature: base64(HMAC-SHA256(key, body))`.
@@ -78,6 +78,12 @@ package struct WebhookConfiguration: Sendable {
         if retryMaximum < retryMinimum {
             throw ConfigurationError(setting: "MDM_WEBHOOK_RETRY_MAX", problem: "smaller than MDM_WEBHOOK_RETRY_MIN")
         }
+    }
+
+    /// Safe to log: the receiver's host, and whether requests are signed.
+    package var description: String {
+        "WebhookConfiguration(host: \(url.host ?? ""), signed: \(hmacKey != nil), timeout: \(timeout), "
+            + "concurrency: \(concurrency), retry: \(retryMinimum)…\(retryMaximum), expiry: \(expiry))"
     }
 
     /// Whether the recording roles (CheckinService, CommandService) record events: only when a

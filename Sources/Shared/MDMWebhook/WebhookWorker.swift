@@ -33,7 +33,7 @@ package struct WebhookStatistics: Sendable, Equatable {
 /// of replicas. Nothing is held in memory beyond the events in flight. On graceful shutdown the
 /// worker stops claiming and lets the deliveries in flight finish; if it dies instead, their
 /// leases expire and another worker (or its successor) delivers them.
-package struct WebhookWorker: Service {
+package struct WebhookWorker: Service, CustomStringConvertible {
     private let configuration: WebhookConfiguration
     private let store: any WebhookEventStore
     private let logger: Logger
@@ -52,6 +52,12 @@ package struct WebhookWorker: Service {
             store: PostgresWebhookEventStore(client: database, logger: logger),
             logger: logger
         )
+    }
+
+    /// ServiceLifecycle logs services by their description: name the receiver's host only,
+    /// never the URL (it may hold credentials) or the HMAC key.
+    package var description: String {
+        "WebhookWorker(\(configuration.url.host ?? ""), concurrency \(configuration.concurrency))"
     }
 
     package func statistics() async throws -> WebhookStatistics {
@@ -86,7 +92,7 @@ package struct WebhookWorker: Service {
         logger.info(
             "webhook delivery started",
             metadata: [
-                "mdm.webhook_host": "\(configuration.url.host ?? "")", "concurrency": "\(configuration.concurrency)",
+                LogKey.webhookHost: "\(configuration.url.host ?? "")", "concurrency": "\(configuration.concurrency)",
             ]
         )
         let stopping = StopFlag()
@@ -124,11 +130,11 @@ package struct WebhookWorker: Service {
                 var pause = configuration.pollInterval
                 if inFlight < configuration.concurrency {
                     do {
-                        let claim = try await store.claim(
-                            limit: configuration.concurrency - inFlight,
-                            lease: configuration.lease,
-                            expiry: configuration.expiry
-                        )
+                        let limit = configuration.concurrency - inFlight
+                        let claim = try await abandoningOnCancel { [store, configuration] in
+                            try await store.claim(
+                                limit: limit, lease: configuration.lease, expiry: configuration.expiry)
+                        }
                         storeFailures = 0
                         if claim.expired > 0 {
                             counters.deadLettered.add(claim.expired, ordering: .relaxed)
@@ -184,16 +190,15 @@ package struct WebhookWorker: Service {
         do {
             switch outcome {
             case .delivered:
-                try await store.markDelivered(delivery)
+                try await abandoningOnCancel { [store] in try await store.markDelivered(delivery) }
                 counters.delivered.add(1, ordering: .relaxed)
             case .failed(let reason):
                 counters.failedAttempts.add(1, ordering: .relaxed)
-                let dead = try await store.markFailed(
-                    delivery,
-                    error: reason,
-                    retryAfter: configuration.retryDelay(afterAttempts: delivery.attempts),
-                    expiry: configuration.expiry
-                )
+                let retryAfter = configuration.retryDelay(afterAttempts: delivery.attempts)
+                let dead = try await abandoningOnCancel { [store, configuration] in
+                    try await store.markFailed(
+                        delivery, error: reason, retryAfter: retryAfter, expiry: configuration.expiry)
+                }
                 if dead {
                     counters.deadLettered.add(1, ordering: .relaxed)
                     logger.warning("webhook event dead-lettered: \(reason)", metadata: metadata)
@@ -213,11 +218,13 @@ package struct WebhookWorker: Service {
     /// Retention, and one summary line so operators see a receiver in trouble.
     private func maintain() async {
         do {
-            let deleted = try await store.deleteExpired(
-                deliveredRetention: configuration.retention,
-                deadRetention: configuration.deadRetention
-            )
-            let statistics = try await statistics()
+            let deleted = try await abandoningOnCancel { [store, configuration] in
+                try await store.deleteExpired(
+                    deliveredRetention: configuration.retention,
+                    deadRetention: configuration.deadRetention
+                )
+            }
+            let statistics = try await abandoningOnCancel { try await self.statistics() }
             let metadata: Logger.Metadata = [
                 "delivered": "\(statistics.delivered)",
                 "failed_attempts": "\(statistics.failedAttempts)",
@@ -235,6 +242,73 @@ package struct WebhookWorker: Service {
         } catch  where !Task.isCancelled {
             logger.error("webhook maintenance failed", metadata: ["error": "\(String(reflecting: error))"])
         } catch {}
+    }
+}
+
+/// Runs a store call in its own task and waits for it, but stops waiting when the worker is
+/// cancelled. A cancelled ServiceGroup cancels the worker and its PostgreSQL pool at once, and
+/// postgres-nio (1.33) never answers a query written to a connection the pool has just closed
+/// (a transaction's ROLLBACK, for one): waiting for it would keep the process from exiting. The
+/// abandoned call ends with the process; its lease, if any, expires as after a crash.
+private func abandoningOnCancel<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    let waiter = StoreCallWaiter<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            guard waiter.wait(continuation) else { return }
+            Task {
+                do {
+                    waiter.finish(with: .success(try await operation()))
+                } catch {
+                    waiter.finish(with: .failure(error))
+                }
+            }
+        }
+    } onCancel: {
+        waiter.finish(with: .failure(CancellationError()))
+    }
+}
+
+/// Hands a store call's result (or the worker's cancellation, whichever comes first) to the
+/// one waiting continuation.
+private final class StoreCallWaiter<T: Sendable>: Sendable {
+    private enum State {
+        case idle
+        case waiting(CheckedContinuation<T, any Error>)
+        case finished(Result<T, any Error>)
+        case resumed
+    }
+
+    private let state = Mutex<State>(.idle)
+
+    /// Stores the continuation; `false` (and the continuation resumed) when a result came first.
+    func wait(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+        let early: Result<T, any Error>? = state.withLock { state in
+            guard case .finished(let result) = state else {
+                state = .waiting(continuation)
+                return nil
+            }
+            state = .resumed
+            return result
+        }
+        guard let early else { return true }
+        continuation.resume(with: early)
+        return false
+    }
+
+    func finish(with result: Result<T, any Error>) {
+        let continuation: CheckedContinuation<T, any Error>? = state.withLock { state in
+            switch state {
+            case .idle:
+                state = .finished(result)
+                return nil
+            case .waiting(let continuation):
+                state = .resumed
+                return continuation
+            case .finished, .resumed:
+                return nil
+            }
+        }
+        continuation?.resume(with: result)
     }
 }
 
