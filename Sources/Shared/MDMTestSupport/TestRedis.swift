@@ -125,7 +125,7 @@ package final class TestRedisServer: Sendable {
         let executable = try serverExecutable()
         var lastOutput = ""
         for _ in 0..<(port == nil ? 20 : 1) {
-            let candidate = port ?? Int.random(in: 20_000...59_999)
+            let candidate = port ?? Int.random(in: restartablePortRange)
             var serverArguments = [
                 executable, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
                 "--loglevel", "notice",

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -71,6 +72,7 @@ package final class WebhookReceiver: Sendable {
         try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT)), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     box.receiver.withLock { $0 }?.track(channel)
@@ -87,16 +89,19 @@ package final class WebhookReceiver: Sendable {
     }
 
     /// Goes down: stops listening and closes every connection, so clients get "connection refused".
+    /// The port stays reserved by a bound socket that does not listen, so nothing else on the
+    /// machine (another test's server or an outgoing connection) can take it meanwhile.
     package func stopListening() async throws {
-        let (server, connections) = state.withLock { state in
+        let holder = try PortHolder(port: port)
+        let (server, connections, previous) = state.withLock { state in
             let server = state.serverChannel
+            let previous = state.portHolder
             state.serverChannel = nil
-            return (server, Array(state.connections.values))
+            state.portHolder = holder
+            return (server, Array(state.connections.values), previous)
         }
-        try await server?.close()
-        for connection in connections {
-            try? await connection.close()
-        }
+        previous?.close()
+        try await close(server: server, connections: connections)
     }
 
     /// Comes back up on the same port.
@@ -104,11 +109,31 @@ package final class WebhookReceiver: Sendable {
         let box = ReceiverBox()
         box.receiver.withLock { $0 = self }
         let channel = try await Self.bind(port: port, box: box)
-        state.withLock { $0.serverChannel = channel }
+        let holder = state.withLock { state in
+            state.serverChannel = channel
+            defer { state.portHolder = nil }
+            return state.portHolder
+        }
+        holder?.close()
     }
 
     package func shutdown() async throws {
-        try await stopListening()
+        let (server, connections, holder) = state.withLock { state in
+            defer {
+                state.serverChannel = nil
+                state.portHolder = nil
+            }
+            return (state.serverChannel, Array(state.connections.values), state.portHolder)
+        }
+        holder?.close()
+        try await close(server: server, connections: connections)
+    }
+
+    private func close(server: (any Channel)?, connections: [any Channel]) async throws {
+        try await server?.close()
+        for connection in connections {
+            try? await connection.close()
+        }
     }
 
     /// Every request so far, in arrival order.
@@ -219,6 +244,7 @@ private struct Waiter {
 
 private struct State {
     var serverChannel: (any Channel)?
+    var portHolder: PortHolder?
     var mode: WebhookReceiver.Mode = .accept()
     var requests: [WebhookReceiver.Received] = []
     var accepted: [WebhookReceiver.Received] = []
@@ -308,4 +334,47 @@ private final class ReceiverHandler: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
     }
+}
+
+/// A TCP socket bound to 127.0.0.1:`port` that never listens: connections to the port are
+/// refused, yet the port cannot be handed to anyone else. Shares the port with the receiver's
+/// listener through SO_REUSEPORT.
+private final class PortHolder: Sendable {
+    private let descriptor: Mutex<Int32?>
+
+    init(port: Int) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        var one: Int32 = 1
+        let size = socklen_t(MemoryLayout<Int32>.size)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let shared =
+            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, size) == 0
+            && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, size) == 0
+        let bound =
+            shared
+            && withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+        guard bound else {
+            let code = errno
+            _ = Glibc.close(fd)
+            throw IOError(errnoCode: code, reason: "bind 127.0.0.1:\(port)")
+        }
+        descriptor = Mutex(fd)
+    }
+
+    func close() {
+        descriptor.withLock { fd in
+            if let open = fd { _ = Glibc.close(open) }
+            fd = nil
+        }
+    }
+
+    deinit { close() }
 }
