@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import MDMStorage
 import MDMTestSupport
 import NIOCore
@@ -224,6 +225,29 @@ struct CommandQueuePollTests {
         }
     }
 
+    /// A device draining its queue polls back to back: within a second of the last move,
+    /// `last_seen_at` stays put and the enrollment row gets no new version.
+    @Test
+    func backToBackPollsMoveLastSeenOncePerSecond() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            let justNow = "now() - interval '200 milliseconds'"
+            try await client.query(PostgresQuery(unsafeSQL: "UPDATE enrollments SET last_seen_at = \(justNow)"))
+            let version = PostgresQuery(unsafeSQL: "SELECT xmin::text FROM enrollments WHERE id = 'UDID-1'")
+            let before = try await storage.value(version, as: String.self)
+            _ = try await storage.next(device)
+            #expect(try await storage.value(version, as: String.self) == before, "no new row version")
+            try await client.query("UPDATE enrollments SET last_seen_at = now() - interval '2 seconds'")
+            let stale = try await storage.value(version, as: String.self)
+            _ = try await storage.next(device)
+            #expect(try await storage.value(version, as: String.self) != stale)
+            #expect(
+                try await storage.count(
+                    "SELECT count(*) FROM enrollments WHERE last_seen_at > now() - interval '1 second'") == 1)
+        }
+    }
+
     @Test
     func retroPollBindsOnFirstSight() async throws {
         try await TestDatabase.withFreshClient { client in
@@ -325,5 +349,59 @@ struct CommandQueuePollTests {
             }
             #expect(plan.contains("queue_entries_pending_idx"), "\(plan)")
         }
+    }
+
+    /// Decision 0005: only an `Idle` poll without a webhook event skips the WAL flush, and only
+    /// for its own transaction.
+    @Test(arguments: [
+        ("Idle", false, "off"), ("Acknowledged", false, "on"), ("NotNow", false, "on"), ("Idle", true, "on"),
+    ])
+    func onlyAPlainIdlePollCommitsWithoutWaitingForTheFlush(status: String, webhook: Bool, expected: String)
+        async throws
+    {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            let device = try await storage.enrollDevice("UDID-1")
+            try await storage.enqueue("CMD-1", to: [device])
+            let poll = PollStatement(
+                CommandPoll(
+                    enrollmentID: "UDID-1",
+                    deviceChannelID: "UDID-1",
+                    certificateHash: StorageFixture.certificateHash(of: device),
+                    status: status,
+                    commandUUID: status == "Idle" ? nil : "CMD-1",
+                    rawReport: Data("<plist/>".utf8),
+                    retro: false
+                ))
+            let event = WebhookEventRecord(
+                eventID: UUID(), enrollmentID: "UDID-1", topic: "mdm.Connect", body: Array("{}".utf8))
+            let (inside, after) = try await client.withConnection { connection in
+                // The test server runs with the flush off; this session (of this test's own
+                // pool) waits for it.
+                try await connection.query("SET synchronous_commit TO on", logger: storage.logger)
+                try await connection.query("BEGIN", logger: storage.logger)
+                if webhook {
+                    let rows = try await connection.execute(
+                        PollWebhookStatement(poll, event: event), logger: storage.logger)
+                    for try await _ in rows {}
+                } else {
+                    for try await _ in try await connection.execute(poll, logger: storage.logger) {}
+                }
+                let inside = try await Self.synchronousCommit(connection, logger: storage.logger)
+                try await connection.query("COMMIT", logger: storage.logger)
+                return (inside, try await Self.synchronousCommit(connection, logger: storage.logger))
+            }
+            #expect(inside == expected)
+            #expect(after == "on", "the setting ends with its transaction")
+            #expect(try await storage.queueState(device, "CMD-1") == (status == "Acknowledged" ? "done" : "pending"))
+        }
+    }
+
+    static func synchronousCommit(_ connection: PostgresConnection, logger: Logger) async throws -> String {
+        let rows = try await connection.query("SHOW synchronous_commit", logger: logger)
+        for try await value in rows.decode(String.self) {
+            return value
+        }
+        return ""
     }
 }

@@ -149,6 +149,24 @@ struct ObservabilityTests {
         #expect(timestamp.count == 24 && timestamp.hasSuffix("Z"), "RFC 3339 with milliseconds: \(timestamp)")
     }
 
+    @Test func textLogLinesCarryMetadataSetBeforehandOnOneLine() throws {
+        let lines = Locked<[String]>([])
+        let sink = LogLineSink { bytes in lines.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
+        var logger = Logger(label: "swiftmdm.command") { label in
+            LogSetup.makeHandler(label: label, level: .info, format: .text, sink: sink)
+        }
+        logger[metadataKey: "request-id"] = "r-1"
+        logger[metadataKey: "enrollment-id"] = "UDID\nforged"
+        logger.debug("below the level")
+        logger.notice("refused\n2026-01-01T00:00:00.000Z info forged: line", metadata: ["status": "Idle"])
+        let logged = lines.withLock { $0 }
+        #expect(logged.count == 1)
+        let line = try #require(logged.first)
+        #expect(line.hasSuffix("\n") && line.dropLast().firstIndex(of: "\n") == nil, "one event, one line: \(line)")
+        #expect(line.contains(" notice swiftmdm.command: enrollment-id=UDID\\nforged request-id=r-1 status=Idle ["))
+        #expect(line.hasSuffix("] refused\\n2026-01-01T00:00:00.000Z info forged: line\n"))
+    }
+
     @Test func invalidLogAndShutdownSettingsNameTheSetting() throws {
         let format = try Settings(arguments: ["--log-format", "xml"], environment: [:])
         #expect(throws: ConfigurationError(setting: "MDM_LOG_FORMAT", problem: "expected text or json, got xml")) {

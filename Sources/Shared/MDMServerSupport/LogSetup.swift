@@ -2,7 +2,7 @@ import Logging
 
 /// How a role writes its log lines (`MDM_LOG_FORMAT`).
 package enum LogFormat: String, Sendable, CaseIterable {
-    /// swift-log's human-readable lines.
+    /// Human-readable lines (`TextLogHandler`).
     case text
     /// One JSON object per line (`JSONLogHandler`).
     case json
@@ -31,9 +31,7 @@ package enum LogSetup {
     ) -> any LogHandler {
         switch format {
         case .text:
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            return TextLogHandler(label: label, level: level, sink: sink)
         case .json:
             return JSONLogHandler(label: label, level: level, sink: sink)
         }

@@ -180,14 +180,24 @@ package struct EnqueueStatement: PostgresPreparedStatement {
 ///    and after a NotNow only entries never answered with NotNow qualify.
 ///
 /// The result row carries the device the hash is bound to, so the caller can tell a refusal.
+///
+/// An `Idle` poll whose only change is `last_seen_at` commits without waiting for its WAL
+/// flush (`synchronous_commit` off for that transaction alone, decision 0005): a crash can
+/// lose the last fraction of a second of "last seen" times, never a result, a retirement or
+/// an event. The webhook variant records an event on every poll and keeps the flush.
 package struct PollStatement: CommandPollStatement {
-    package static let name = "mdm_poll_v1"
+    package static let name = "mdm_poll_v2"
     package static let bindingDataTypes: [PostgresDataType] = [.text, .text, .bytea, .text, .text, .bytea]
     package static let sql = makeSQL(recording: nil)
 
-    /// The poll with `recording` (CTEs) after the binding check's CTEs.
+    /// The poll with `recording` (CTEs) after the binding check's CTEs; without recording,
+    /// an `Idle` poll's commit does not wait for the WAL flush.
     static func makeSQL(recording: String?) -> String {
-        """
+        let relaxed =
+            recording == nil
+            ? "SELECT set_config('synchronous_commit', 'off', true) WHERE $4 = 'Idle'"
+            : "SELECT NULL::text WHERE false"
+        return """
         WITH binding AS (
             SELECT device_id FROM certificate_bindings WHERE sha256 = $3
         ),
@@ -197,6 +207,7 @@ package struct PollStatement: CommandPollStatement {
         seen AS (
             UPDATE enrollments SET last_seen_at = now()
             WHERE id = $1 AND EXISTS (SELECT 1 FROM allowed)
+                AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 second')
         ),
         retired AS (
             UPDATE queue_entries SET state = 'done', updated_at = now()
@@ -223,11 +234,15 @@ package struct PollStatement: CommandPollStatement {
                 AND ($4 <> 'NotNow' OR not_now_count = 0)
             ORDER BY priority DESC, seq
             LIMIT 1
+        ),
+        relaxed AS (
+            \(relaxed)
         )
         SELECT (SELECT device_id FROM binding), next.command_uuid, commands.command
         FROM (SELECT 1) AS one
         LEFT JOIN next ON true
         LEFT JOIN commands ON commands.command_uuid = next.command_uuid
+        WHERE (SELECT count(*) FROM relaxed) >= 0
         """
     }
 
@@ -273,7 +288,7 @@ package protocol CommandPollStatement: PostgresPreparedStatement where Row == (S
 /// included) when the identity is allowed: $7 event ID, $8 its body; the event belongs to the
 /// reporting enrollment ($1).
 package struct PollWebhookStatement: CommandPollStatement {
-    package static let name = "mdm_poll_webhook_v1"
+    package static let name = "mdm_poll_webhook_v2"
     package static let bindingDataTypes: [PostgresDataType] =
         PollStatement.bindingDataTypes + [.uuid, .bytea]
     package static let sql = PollStatement.makeSQL(
