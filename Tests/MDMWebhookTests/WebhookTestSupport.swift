@@ -82,22 +82,6 @@ enum WebhookTest {
         try JSONDecoder().decode(TestBody.self, from: Data(received.body))
     }
 
-    /// Waits until `condition` holds, checking every 20 ms, failing after `timeout`.
-    static func eventually(
-        timeout: Duration = .seconds(30),
-        _ what: String,
-        _ condition: () async throws -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting: \(what)")
-                throw WebhookTestError.timedOut(what)
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     /// `state` of every event, by database ID.
     static func states(_ client: PostgresClient) async throws -> [Int64: String] {
         var states: [Int64: String] = [:]
@@ -107,8 +91,4 @@ enum WebhookTest {
         }
         return states
     }
-}
-
-enum WebhookTestError: Error {
-    case timedOut(String)
 }

@@ -41,7 +41,7 @@ struct WebhookWorkerTests {
         let configuration = try WebhookTest.configuration(receiver: receiver)
         let received = try await WebhookTest.withWorker(database: database, configuration: configuration) { worker in
             // Down: connections are refused, every attempt fails and is retried.
-            try await WebhookTest.eventually("refused attempts") {
+            try await waitUntil("refused attempts") {
                 try await worker.statistics().failedAttempts >= 6
             }
             // Up but failing: 500s are failures too.
@@ -51,7 +51,7 @@ struct WebhookWorkerTests {
             #expect(receiver.accepted().isEmpty)
             receiver.setMode(.accept())
             let accepted = try await receiver.waitForAccepted(count: 12)
-            try await WebhookTest.eventually("outbox drained") { try await worker.statistics().pending == 0 }
+            try await waitUntil("outbox drained") { try await worker.statistics().pending == 0 }
             let statistics = try await worker.statistics()
             #expect(statistics.delivered == 12)
             #expect(statistics.dead == 0)
@@ -96,7 +96,7 @@ struct WebhookWorkerTests {
         receiver.setMode(.accept())
         let received = try await WebhookTest.withWorker(database: database, configuration: configuration) { worker in
             let accepted = try await receiver.waitForAccepted(count: 6)
-            try await WebhookTest.eventually("outbox drained") { try await worker.statistics().pending == 0 }
+            try await waitUntil("outbox drained") { try await worker.statistics().pending == 0 }
             return accepted
         }
         try Self.expectEachOnceInOrder(received, expected: ["KILL-A": 3, "KILL-B": 3])
@@ -205,7 +205,7 @@ struct WebhookWorkerTests {
             try await WebhookTest.withWorker(database: database, configuration: configuration) { _ in
                 _ = try await receiver.waitForAccepted(count: 1)
                 // The queue goes idle once the worker finds it empty.
-                try await WebhookTest.eventually("queue idle") {
+                try await waitUntil("queue idle") {
                     try await client.query(
                         "SELECT next_attempt_at = 'infinity' FROM webhook_queues WHERE enrollment_id = 'IDLE-A'",
                         logger: WebhookTest.logger

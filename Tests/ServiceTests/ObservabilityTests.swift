@@ -35,6 +35,8 @@ struct ObservabilityTests {
                     MDMMetrics.Name.httpRequestDuration + "_count", where: ["route": "/mdm", "method": "PUT"]) == 2)
             #expect(commandMetrics.types[MDMMetrics.Name.httpRequestDuration] == "histogram")
             #expect(commandMetrics.types[requests] == "counter")
+            let open = commandMetrics.sum(MDMMetrics.Name.postgresPoolConnections)
+            #expect(open >= 1 && open <= Double(TestStack.databasePoolSize), "pool connections: \(open)")
 
             let checkinMetrics = try await scrape(stack.checkinBaseURL)
             #expect(checkinMetrics.sum(MDMMetrics.Name.checkins, where: ["message_type": "Authenticate"]) == 1)

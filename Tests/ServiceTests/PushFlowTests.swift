@@ -239,23 +239,6 @@ final class RedisServers: Sendable {
     }
 }
 
-/// Polls `condition` every 50 ms until it holds, failing after `timeout`. For state that has
-/// no event to wait on (rows in PostgreSQL).
-func waitUntil(
-    _ what: String,
-    timeout: Duration = .seconds(30),
-    _ condition: () async throws -> Bool
-) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out waiting until \(what)")
-            return
-        }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-}
-
 @Suite("APIService: escrow key unlock")
 struct EscrowKeyUnlockTests {
     static let topic = "com.apple.mgmt.External.escrow"

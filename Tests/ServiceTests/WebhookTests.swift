@@ -179,7 +179,7 @@ struct WebhookTests {
             let configuration = try Self.configuration(receiver, maxAttempts: 2)
             try await Self.withWorker(stack, configuration: configuration) {
                 _ = try await receiver.waitForRequests(count: 2)
-                try await stack.eventually("dead letter listed") {
+                try await waitUntil("dead letter listed") {
                     let listed = try await stack.api(.GET, "/v1/webhook/events").json()["events"] as? [Any]
                     return listed?.count == 1
                 }
@@ -209,7 +209,7 @@ struct WebhookTests {
             #expect(try retry.json()["retried"] as? Int == 1)
             let delivered = try await Self.withWorker(stack, configuration: configuration) {
                 let accepted = try await receiver.waitForAccepted(count: 1)
-                try await stack.eventually("delivered after retry") {
+                try await waitUntil("delivered after retry") {
                     let listed = try await stack.api(.GET, "/v1/webhook/events?state=delivered").json()["events"]
                     return (listed as? [Any])?.count == 1
                 }
@@ -259,20 +259,6 @@ extension TestStack {
                 topics[enrollment, default: []].append(topic)
             }
             return topics
-        }
-    }
-
-    /// Waits until `condition` holds (checked every 20 ms), failing after `timeout`.
-    func eventually(timeout: Duration = .seconds(30), _ what: String, _ condition: () async throws -> Bool)
-        async throws
-    {
-        let deadline = ContinuousClock.now + timeout
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting: \(what)")
-                return
-            }
-            try await Task.sleep(for: .milliseconds(20))
         }
     }
 }

@@ -4,9 +4,11 @@ import PostgresNIO
 
 /// The role's PostgreSQL pool, built from `ServerConfiguration`.
 package enum Database {
-    package static func makeClient(configuration: ServerConfiguration, logger: Logger) throws(ConfigurationError)
-        -> PostgresClient
-    {
+    /// - Parameter metrics: Where the pool's live state goes (`PostgresPoolObserver`); `nil` for
+    ///   one-shot commands that serve no `/metrics`.
+    package static func makeClient(
+        configuration: ServerConfiguration, logger: Logger, metrics: MDMMetrics? = nil
+    ) throws(ConfigurationError) -> PostgresClient {
         let url: DatabaseURL
         do {
             url = try DatabaseURL(configuration.databaseURL)
@@ -14,7 +16,12 @@ package enum Database {
             throw ConfigurationError(setting: "MDM_DATABASE_URL", problem: "\(error)")
         }
         let postgres = url.configuration(maximumConnections: configuration.databasePoolSize)
-        return PostgresClient(configuration: postgres, backgroundLogger: logger)
+        guard let metrics else {
+            return PostgresClient(configuration: postgres, backgroundLogger: logger)
+        }
+        metrics.recordPostgresPool(maximumConnections: configuration.databasePoolSize)
+        let observer = PostgresPoolObserver(metrics: metrics)
+        return PostgresClient(configuration: postgres, backgroundLogger: observer.backgroundLogger(wrapping: logger))
     }
 
     /// Waits until PostgreSQL answers, then refuses to continue on a schema older than this

@@ -21,6 +21,8 @@ package struct MDMMetrics: Sendable {
         package static let pushStreamPending = "mdm_push_stream_pending_entries"
         package static let pushStreamLag = "mdm_push_stream_lag_entries"
         package static let postgresPoolMaxConnections = "mdm_postgres_pool_max_connections"
+        package static let postgresPoolConnections = "mdm_postgres_pool_connections"
+        package static let postgresConnectFailures = "mdm_postgres_connect_failures_total"
     }
 
     /// The registry `/metrics` renders.
@@ -118,9 +120,18 @@ package struct MDMMetrics: Sendable {
 
     // MARK: PostgreSQL
 
-    /// The pool's configured ceiling. postgres-nio 1.33 keeps its pool observability internal
-    /// (it only logs at debug), so the live lease count is not exported.
+    /// The pool's configured ceiling.
     package func recordPostgresPool(maximumConnections: Int) {
         Gauge(label: Name.postgresPoolMaxConnections, factory: factory).record(maximumConnections)
+    }
+
+    /// The pool's connections open or being opened, as `PostgresPoolObserver` last saw them.
+    package func recordPostgresPool(openConnections: Int) {
+        Gauge(label: Name.postgresPoolConnections, factory: factory).record(openConnections)
+    }
+
+    /// An attempt to open a pool connection that failed (PostgreSQL down, refused, bad password).
+    package func recordPostgresConnectFailure() {
+        Counter(label: Name.postgresConnectFailures, factory: factory).increment()
     }
 }

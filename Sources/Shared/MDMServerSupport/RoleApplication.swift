@@ -26,8 +26,7 @@ package enum RoleApplication {
         onServerRunning: @escaping @Sendable (Int) async -> Void,
         routes: (Router<BasicRequestContext>, PostgresClient) throws -> Void
     ) throws -> some ApplicationProtocol {
-        let database = try Database.makeClient(configuration: server, logger: logger)
-        metrics.recordPostgresPool(maximumConnections: server.databasePoolSize)
+        let database = try Database.makeClient(configuration: server, logger: logger, metrics: metrics)
         let router = Router()
         // Router middleware wraps only the routes added after it: these two come first so
         // that every route, the health endpoints included, is identified and counted.

@@ -198,52 +198,52 @@ package struct PollStatement: CommandPollStatement {
             ? "SELECT set_config('synchronous_commit', 'off', true) WHERE $4 = 'Idle'"
             : "SELECT NULL::text WHERE false"
         return """
-        WITH binding AS (
-            SELECT device_id FROM certificate_bindings WHERE sha256 = $3
-        ),
-        allowed AS (
-            SELECT 1 FROM binding WHERE device_id = $2
-        ),\(recording.map { "\n" + $0 + "," } ?? "")
-        seen AS (
-            UPDATE enrollments SET last_seen_at = now()
-            WHERE id = $1 AND EXISTS (SELECT 1 FROM allowed)
-                AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 second')
-        ),
-        retired AS (
-            UPDATE queue_entries SET state = 'done', updated_at = now()
-            WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
-                AND $4 NOT IN ('Idle', 'NotNow') AND EXISTS (SELECT 1 FROM allowed)
-            RETURNING enrollment_id, command_uuid
-        ),
-        result AS (
-            INSERT INTO command_results (enrollment_id, command_uuid, status, result)
-            SELECT enrollment_id, command_uuid, $4, $6 FROM retired
-            ON CONFLICT (enrollment_id, command_uuid) DO UPDATE SET
-                status = excluded.status, result = excluded.result, updated_at = now()
-        ),
-        not_now AS (
-            UPDATE queue_entries SET
-                not_now_at = coalesce(not_now_at, now()), not_now_count = not_now_count + 1, updated_at = now()
-            WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
-                AND $4 = 'NotNow' AND EXISTS (SELECT 1 FROM allowed)
-        ),
-        next AS (
-            SELECT command_uuid FROM queue_entries
-            WHERE enrollment_id = $1 AND state = 'pending' AND EXISTS (SELECT 1 FROM allowed)
-                AND ($4 = 'Idle' OR $5 IS NULL OR command_uuid <> $5)
-                AND ($4 <> 'NotNow' OR not_now_count = 0)
-            ORDER BY priority DESC, seq
-            LIMIT 1
-        ),
-        relaxed AS (
-            \(relaxed)
-        )
-        SELECT (SELECT device_id FROM binding), next.command_uuid, commands.command
-        FROM (SELECT 1) AS one
-        LEFT JOIN next ON true
-        LEFT JOIN commands ON commands.command_uuid = next.command_uuid
-        WHERE (SELECT count(*) FROM relaxed) >= 0
-        """
+            WITH binding AS (
+                SELECT device_id FROM certificate_bindings WHERE sha256 = $3
+            ),
+            allowed AS (
+                SELECT 1 FROM binding WHERE device_id = $2
+            ),\(recording.map { "\n" + $0 + "," } ?? "")
+            seen AS (
+                UPDATE enrollments SET last_seen_at = now()
+                WHERE id = $1 AND EXISTS (SELECT 1 FROM allowed)
+                    AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 second')
+            ),
+            retired AS (
+                UPDATE queue_entries SET state = 'done', updated_at = now()
+                WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
+                    AND $4 NOT IN ('Idle', 'NotNow') AND EXISTS (SELECT 1 FROM allowed)
+                RETURNING enrollment_id, command_uuid
+            ),
+            result AS (
+                INSERT INTO command_results (enrollment_id, command_uuid, status, result)
+                SELECT enrollment_id, command_uuid, $4, $6 FROM retired
+                ON CONFLICT (enrollment_id, command_uuid) DO UPDATE SET
+                    status = excluded.status, result = excluded.result, updated_at = now()
+            ),
+            not_now AS (
+                UPDATE queue_entries SET
+                    not_now_at = coalesce(not_now_at, now()), not_now_count = not_now_count + 1, updated_at = now()
+                WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
+                    AND $4 = 'NotNow' AND EXISTS (SELECT 1 FROM allowed)
+            ),
+            next AS (
+                SELECT command_uuid FROM queue_entries
+                WHERE enrollment_id = $1 AND state = 'pending' AND EXISTS (SELECT 1 FROM allowed)
+                    AND ($4 = 'Idle' OR $5 IS NULL OR command_uuid <> $5)
+                    AND ($4 <> 'NotNow' OR not_now_count = 0)
+                ORDER BY priority DESC, seq
+                LIMIT 1
+            ),
+            relaxed AS (
+                \(relaxed)
+            )
+            SELECT (SELECT device_id FROM binding), next.command_uuid, commands.command
+            FROM (SELECT 1) AS one
+            LEFT JOIN next ON true
+            LEFT JOIN commands ON commands.command_uuid = next.command_uuid
+            WHERE (SELECT count(*) FROM relaxed) >= 0
+            """
     }
 
     package typealias Row = (String?, String?, ByteBuffer?)
