@@ -40,6 +40,7 @@ func buildPushApplication(
                     sender: apns,
                     redriveAfter: configuration.worker.redriveAfter,
                     maxConcurrentPushes: configuration.maxConcurrentPushes,
+                    expiration: configuration.pushExpiration,
                     metrics: metrics,
                     logger: logger
                 ),

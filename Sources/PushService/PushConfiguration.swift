@@ -18,6 +18,9 @@ struct PushConfiguration: Sendable {
     var pushKeyEncryptionKey: PushKeyEncryptionKey?
     /// Pushes in flight at once per consumer batch.
     var maxConcurrentPushes = 1000
+    /// How long APNs keeps a push for an offline device (`MDM_PUSH_EXPIRATION`); `nil` sends
+    /// no `apns-expiration`.
+    var pushExpiration: Duration?
 
     static let defaultPort = 9003
 
@@ -51,6 +54,13 @@ struct PushConfiguration: Sendable {
             "MDM_PUSH_MAX_ATTEMPTS", default: worker.redriveMaxAttempts, range: 1...10_000)
         maxConcurrentPushes = try settings.int(
             "MDM_PUSH_CONCURRENCY", default: maxConcurrentPushes, range: 1...100_000)
+        if settings.string("MDM_PUSH_EXPIRATION") != nil {
+            let expiration = try settings.seconds("MDM_PUSH_EXPIRATION", default: .zero)
+            guard expiration >= .zero else {
+                throw ConfigurationError(setting: "MDM_PUSH_EXPIRATION", problem: "must be 0 or more")
+            }
+            pushExpiration = expiration
+        }
         for (name, value) in [
             ("MDM_PUSH_RECLAIM_IDLE", worker.reclaimIdle), ("MDM_PUSH_RECLAIM_INTERVAL", worker.reclaimInterval),
             ("MDM_PUSH_REDRIVE_INTERVAL", worker.redriveInterval), ("MDM_PUSH_REDRIVE_AFTER", worker.redriveAfter),

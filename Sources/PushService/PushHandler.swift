@@ -19,6 +19,8 @@ struct PushHandler: Sendable {
     var redriveAfter: Duration
     /// Pushes in flight at once for one batch.
     var maxConcurrentPushes: Int
+    /// Sent as `apns-expiration`: now plus this, or 0 ("now or never") for zero; `nil`, none.
+    var expiration: Duration? = nil
     var metrics: MDMMetrics = .process
     var logger: Logger
 
@@ -47,6 +49,7 @@ struct PushHandler: Sendable {
         var outcomes: [PushOutcomeRecord] = []
         var transient: Set<String> = []
         var pushes: [(String, APNsPush)] = []
+        let expiresAt = expiration.map { $0 == .zero ? Date(timeIntervalSince1970: 0) : Date() + $0.secondsValue }
         for target in targets {
             if let since = target.unregisteredAt {
                 results[target.enrollmentID] = PushResult(
@@ -59,7 +62,8 @@ struct PushHandler: Sendable {
                             topic: target.topic,
                             deviceToken: target.tokenHex,
                             pushMagic: target.pushMagic,
-                            certificateVersion: version
+                            certificateVersion: version,
+                            expiration: expiresAt
                         )
                     ))
             } else {

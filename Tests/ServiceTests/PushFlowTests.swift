@@ -1,8 +1,11 @@
 import Foundation
 import MDMBus
+import MDMServerSupport
 import MDMTestSupport
 import Synchronization
 import Testing
+
+@testable import PushService
 
 /// Enqueue → Redis stream → PushService → APNs (mock, HTTP/2 with client certificates) →
 /// device poll, with real PostgreSQL and Redis.
@@ -28,6 +31,7 @@ struct PushFlowTests {
                 #expect(request.path == "/3/device/\(device.tokenHex)")
                 #expect(request.header("apns-push-type") == "mdm")
                 #expect(request.header("apns-topic") == Self.topic)
+                #expect(request.header("apns-expiration") == nil, "none unless MDM_PUSH_EXPIRATION is set")
                 let body = try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: String]
                 #expect(body == ["mdm": device.pushMagic])
                 #expect(request.clientCertificateSubject == certificate.certificate.subject.description)
@@ -39,6 +43,41 @@ struct PushFlowTests {
             #expect(try await push.stack.database.count("SELECT count(*) FROM push_outbox") == 0)
             #expect(await push.apns.requests().count == 3)
         }
+    }
+
+    @Test(arguments: [3600, 0])
+    func pushExpirationIsSentAsConfigured(seconds: Int) async throws {
+        var options = PushStack.Options()
+        options.pushExpiration = .seconds(seconds)
+        try await PushStack.with(options: options) { push in
+            _ = try await push.uploadPushCertificate(topic: Self.topic)
+            let device = try await push.enrolledDevice(topic: Self.topic)
+            let before = Int(Date().timeIntervalSince1970)
+            #expect(try await push.stack.api(.POST, "/v1/push/\(device.udid)").status == 200)
+            let request = try #require(try await push.apns.waitForRequests(count: 1).first)
+            let after = Int(Date().timeIntervalSince1970) + 1
+            let expiration = try #require(request.header("apns-expiration").flatMap { Int($0) })
+            if seconds == 0 {
+                #expect(expiration == 0, "0 asks APNs to deliver now or never")
+            } else {
+                #expect((before + seconds...after + seconds).contains(expiration), "\(expiration)")
+            }
+        }
+    }
+
+    @Test func pushExpirationSettingIsValidated() throws {
+        let settings = { (value: String) in
+            try Settings(
+                arguments: [],
+                environment: ["MDM_REDIS_URL": "redis://127.0.0.1:1", "MDM_PUSH_EXPIRATION": value])
+        }
+        #expect(try PushConfiguration(settings: settings("86400")).pushExpiration == .seconds(86400))
+        #expect(try PushConfiguration(settings: settings("0")).pushExpiration == .zero)
+        #expect(
+            try PushConfiguration(settings: Settings(arguments: [], environment: ["MDM_REDIS_URL": "redis://h:1"]))
+                .pushExpiration == nil)
+        #expect(throws: ConfigurationError.self) { try PushConfiguration(settings: settings("-1")) }
+        #expect(throws: ConfigurationError.self) { try PushConfiguration(settings: settings("soon")) }
     }
 
     @Test func twoTopicsArePushedWithTheirOwnCertificates() async throws {

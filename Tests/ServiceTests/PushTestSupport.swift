@@ -50,6 +50,8 @@ struct PushStack: Sendable {
         var startPushService = true
         var apnsMaxAttempts = 4
         var waitTimeout: Duration = .seconds(60)
+        /// `MDM_PUSH_EXPIRATION`.
+        var pushExpiration: Duration?
     }
 
     static func with<T: Sendable>(
@@ -81,14 +83,16 @@ struct PushStack: Sendable {
                     retryBaseDelay: .milliseconds(20),
                     retryMaxDelay: .milliseconds(100)
                 )
+                var pushConfiguration = try PushConfiguration.forTests(
+                    server: server, redis: redis, stream: stream, apns: apnsConfiguration)
+                pushConfiguration.pushExpiration = options.pushExpiration
                 let push = PushStack(
                     stack: stack,
                     apns: apns,
                     pushCA: pushCA,
                     redis: redis,
                     stream: stream,
-                    pushConfiguration: try PushConfiguration.forTests(
-                        server: server, redis: redis, stream: stream, apns: apnsConfiguration)
+                    pushConfiguration: pushConfiguration
                 )
                 guard options.startPushService else { return try await body(push) }
                 return try await push.runPushService { try await body(push) }

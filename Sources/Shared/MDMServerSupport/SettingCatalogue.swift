@@ -118,6 +118,11 @@ package enum SettingCatalogue {
             name: "MDM_PUSH_COALESCE_WINDOW", defaultValue: "0.02", roles: "push",
             summary: "seconds a consumer keeps reading after the first entry, so pushes for one enrollment coalesce"),
         .init(
+            name: "MDM_PUSH_EXPIRATION", defaultValue: "", roles: "push",
+            summary:
+                "seconds APNs keeps a push for an offline device (apns-expiration); 0 delivers now or never; unset leaves it to APNs"
+        ),
+        .init(
             name: "MDM_PUSH_CONCURRENCY", defaultValue: "1000", roles: "push",
             summary: "APNs requests in flight per consumer batch"),
         .init(

@@ -25,13 +25,6 @@ enum WebhookOutboxSQL {
     }
 }
 
-extension Duration {
-    /// Seconds as a PostgreSQL `float8` parameter (`$n * interval '1 second'`).
-    var postgresSeconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}
-
 /// `WebhookEventStore` on PostgreSQL.
 ///
 /// A claim locks due `webhook_queues` rows with `FOR UPDATE SKIP LOCKED`, then, in a second
@@ -56,10 +49,10 @@ package struct PostgresWebhookEventStore: WebhookEventStore {
         let logger = self.logger
         let leaseID = UUID()
         var binds = PostgresBindings(capacity: 5)
-        binds.append(lease.postgresSeconds)
+        binds.append(lease.secondsValue)
         binds.append(leaseID)
         binds.append(expiry.maxAttempts ?? 0)
-        binds.append(expiry.maxAge.postgresSeconds)
+        binds.append(expiry.maxAge.secondsValue)
         return try await client.withTransaction(logger: logger) { connection in
             var enrollments: [String] = []
             let due = try await connection.query(
@@ -124,8 +117,8 @@ package struct PostgresWebhookEventStore: WebhookEventStore {
         expiry: WebhookExpiry
     ) async throws -> Bool {
         let maxAttempts = expiry.maxAttempts ?? 0
-        let maxAge = expiry.maxAge.postgresSeconds
-        let retry = retryAfter.postgresSeconds
+        let maxAge = expiry.maxAge.secondsValue
+        let retry = retryAfter.secondsValue
         let state = try await client.query(
             """
             WITH failed AS (
@@ -156,7 +149,7 @@ package struct PostgresWebhookEventStore: WebhookEventStore {
     package func deleteExpired(deliveredRetention: Duration, deadRetention: Duration) async throws -> Int {
         var deleted = 0
         for (state, retention) in [("delivered", deliveredRetention), ("dead", deadRetention)] {
-            let seconds = retention.postgresSeconds
+            let seconds = retention.secondsValue
             while true {
                 // `created_at` first: the BRIN index narrows the scan to old block ranges.
                 let count =

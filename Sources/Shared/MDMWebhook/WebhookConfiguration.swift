@@ -118,15 +118,9 @@ package struct WebhookConfiguration: Sendable, CustomStringConvertible {
     /// of many enrollments spread out instead of arriving together.
     package func retryDelay(afterAttempts attempts: Int) -> Duration {
         let doublings = min(max(attempts - 1, 0), 40)
-        let uncapped = retryMinimum.seconds * pow(2, Double(doublings))
-        let capped = min(uncapped, retryMaximum.seconds)
+        let uncapped = retryMinimum.secondsValue * pow(2, Double(doublings))
+        let capped = min(uncapped, retryMaximum.secondsValue)
         let jittered = capped * Double.random(in: 0.8...1.0)
         return .milliseconds(Int64(jittered * 1000))
-    }
-}
-
-extension Duration {
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }
