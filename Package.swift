@@ -84,6 +84,7 @@ let package = Package(
                 "MDMIdentity",
                 "MDMProtocol",
                 "MDMStorage",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,5 +1,4 @@
 import AsyncHTTPClient
-import Crypto
 import Foundation
 import Logging
 import MDMProtocol
@@ -49,14 +48,6 @@ struct DeclarativeManagementClient: DeclarativeManagementForwarding {
         }
         return .forwarded(
             body: Data(reply.readableBytesView), contentType: response.headers.first(name: "Content-Type"))
-    }
-}
-
-/// `X-Hmac-Signature`: base64 of HMAC-SHA256 over the body.
-enum HMACSignature {
-    static func base64(key: [UInt8], body: Data) -> String {
-        let code = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: key))
-        return Data(code).base64EncodedString()
     }
 }
 

@@ -1,6 +1,6 @@
 import AsyncHTTPClient
-import Crypto
 import Foundation
+import MDMServerSupport
 import NIOCore
 import NIOHTTP1
 
@@ -27,12 +27,6 @@ package struct WebhookClient: Sendable {
         self.httpClient = httpClient
     }
 
-    /// `X-Hmac-Signature`: base64 of HMAC-SHA256 over the exact body.
-    package static func signature(key: [UInt8], body: some DataProtocol) -> String {
-        let code = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: key))
-        return Data(code).base64EncodedString()
-    }
-
     /// Any 2xx is a delivery; anything else, a transport error or the timeout is a failure.
     package func post(_ body: ByteBuffer) async -> WebhookPostOutcome {
         var request = HTTPClientRequest(url: url.absoluteString)
@@ -40,7 +34,7 @@ package struct WebhookClient: Sendable {
         request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
         if let hmacKey {
             request.headers.add(
-                name: "X-Hmac-Signature", value: Self.signature(key: hmacKey, body: body.readableBytesView))
+                name: "X-Hmac-Signature", value: HMACSignature.base64(key: hmacKey, body: body.readableBytesView))
         }
         request.body = .bytes(body)
         do {
