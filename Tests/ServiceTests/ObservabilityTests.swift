@@ -132,7 +132,9 @@ struct ObservabilityTests {
     @Test func jsonLogHandlerEscapesAndNestsMetadata() throws {
         let lines = Locked<[String]>([])
         let sink = LogLineSink { bytes in lines.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } }
-        var logger = Logger(label: "escape\"test") { label in JSONLogHandler(label: label, level: .trace, sink: sink) }
+        var logger = Logger(label: "escape\"test") { label in
+            LineLogHandler(label: label, level: .trace, format: .json, sink: sink)
+        }
         logger[metadataKey: "outer"] = "kept"
         logger.warning(
             "quote \" backslash \\ newline \n tab \t bell \u{7} é",

@@ -2,9 +2,9 @@ import Logging
 
 /// How a role writes its log lines (`MDM_LOG_FORMAT`).
 package enum LogFormat: String, Sendable, CaseIterable {
-    /// Human-readable lines (`TextLogHandler`).
+    /// Human-readable lines.
     case text
-    /// One JSON object per line (`JSONLogHandler`).
+    /// One JSON object per line.
     case json
 }
 
@@ -29,12 +29,7 @@ package enum LogSetup {
         format: LogFormat,
         sink: LogLineSink = .standardError
     ) -> any LogHandler {
-        switch format {
-        case .text:
-            return TextLogHandler(label: label, level: level, sink: sink)
-        case .json:
-            return JSONLogHandler(label: label, level: level, sink: sink)
-        }
+        LineLogHandler(label: label, level: level, format: format, sink: sink)
     }
 
     package static func level(_ settings: Settings) throws(ConfigurationError) -> Logger.Level {
