@@ -144,7 +144,7 @@ package final class MockAPNs: Sendable {
         }
     }
 
-    fileprivate func hold(_ token: String, answer: @escaping @Sendable () -> Void) {
+    func hold(_ token: String, answer: @escaping @Sendable () -> Void) {
         let heldNow = state.withLock { state in
             let key = token.lowercased()
             guard state.behaviours[key] == .hold else { return false }
@@ -241,7 +241,7 @@ package final class MockAPNs: Sendable {
     }
 
     /// Records `request` and decides its answer.
-    fileprivate func receive(_ request: Recorded) -> Outcome {
+    func receive(_ request: Recorded) -> Outcome {
         let (outcome, satisfied) = state.withLock { state in
             state.recorded.append(request)
             let outcome = state.outcome(for: request)
@@ -323,7 +323,7 @@ private final class ResumeOnce: Sendable {
 }
 
 /// Lets connections reach the mock, which exists only once the listening socket is bound.
-private final class Recorder: Sendable {
+final class Recorder: Sendable {
     let mock = Mutex<MockAPNs?>(nil)
 }
 
@@ -333,7 +333,7 @@ private struct Waiter {
     var timeoutTask: Task<Void, any Error>?
 }
 
-private enum Outcome {
+enum Outcome {
     case reply(status: HTTPResponseStatus, body: String?)
     case goAway
     case hold(token: String)
@@ -382,120 +382,5 @@ private struct State {
         case .hold:
             return .hold(token: key)
         }
-    }
-}
-
-/// Answers one HTTP/2 stream, seen through the HTTP/1 codec.
-private final class MockAPNsStreamHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let recorder: Recorder
-    private let logger: Logger
-    private var head: HTTPRequestHead?
-    private var body: [UInt8] = []
-
-    init(recorder: Recorder, logger: Logger) {
-        self.recorder = recorder
-        self.logger = logger
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-        case .body(var buffer):
-            body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
-            guard let head, let mock = recorder.mock.withLock({ $0 }) else {
-                context.close(promise: nil)
-                return
-            }
-            let request = MockAPNs.Recorded(
-                method: head.method.rawValue,
-                path: head.uri,
-                headers: head.headers.map { (name: $0.name.lowercased(), value: $0.value) },
-                body: body,
-                clientCertificateSubject: clientCertificateSubject(context: context)
-            )
-            switch mock.receive(request) {
-            case .reply(let status, let body):
-                reply(context: context, status: status, body: body, apnsID: request.header("apns-id"))
-            case .goAway:
-                goAway(context: context)
-            case .hold(let token):
-                let handler = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                let apnsID = request.header("apns-id")
-                mock.hold(token) {
-                    handler.eventLoop.execute {
-                        let (handler, context) = handler.value
-                        handler.reply(context: context, status: .ok, body: nil, apnsID: apnsID)
-                    }
-                }
-            }
-        }
-    }
-
-    private func clientCertificateSubject(context: ChannelHandlerContext) -> String {
-        guard
-            let parent = context.channel.parent,
-            let peer = try? parent.pipeline.syncOperations.nioSSL_peerCertificate(),
-            let certificate = try? Certificate(derEncoded: peer.toDERBytes())
-        else {
-            return ""
-        }
-        return certificate.subject.description
-    }
-
-    private func reply(context: ChannelHandlerContext, status: HTTPResponseStatus, body: String?, apnsID: String?) {
-        var headers = HTTPHeaders()
-        headers.add(name: "apns-id", value: apnsID ?? UUID().uuidString)
-        var buffer: ByteBuffer?
-        if let body {
-            headers.add(name: "content-type", value: "application/json")
-            headers.add(name: "content-length", value: String(body.utf8.count))
-            buffer = context.channel.allocator.buffer(string: body)
-        } else {
-            headers.add(name: "content-length", value: "0")
-        }
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http2, status: status, headers: headers))))
-            .whenFailure { [logger] in logger.debug("mock APNs could not answer: \($0)") }
-        if let buffer {
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-    }
-
-    private func goAway(context: ChannelHandlerContext) {
-        guard let parent = context.channel.parent else {
-            context.close(promise: nil)
-            return
-        }
-        let streamID = (try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)) ?? .maxID
-        // The stream's own ID as the last one: the client cannot assume it went unprocessed, so it must fail
-        // it rather than retry it on the same connection.
-        let frame = HTTP2Frame(
-            streamID: .rootStream,
-            payload: .goAway(lastStreamID: streamID, errorCode: .internalError, opaqueData: nil)
-        )
-        parent.writeAndFlush(frame).whenComplete { _ in
-            parent.close(promise: nil)
-        }
-    }
-}
-
-/// Keeps a failed handshake or a protocol error on one connection out of the test's way.
-private final class MockAPNsConnectionErrorHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = Never
-
-    private let logger: Logger
-
-    init(logger: Logger) {
-        self.logger = logger
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("mock APNs connection failed", metadata: ["error": "\(error)"])
-        context.close(promise: nil)
     }
 }
