@@ -61,6 +61,7 @@ package final class MockAPNs: Sendable {
     package let serverTrustRootPEM: String
     private let serverChannel: any Channel
     private let state: Mutex<State>
+    private let log = AwaitableLog<Recorded> { MockAPNsError.timedOut(expected: $0, received: $1) }
 
     /// Where the mock answers escrow key unlock requests (200), as Apple's device services do.
     package static let escrowKeyUnlockPath = "/deviceservicesworkers/escrowKeyUnlock"
@@ -199,63 +200,18 @@ package final class MockAPNs: Sendable {
 
     /// Every request received so far, in arrival order.
     package func requests() async -> [Recorded] {
-        state.withLock { $0.recorded }
+        log.items
     }
 
     /// Waits until at least `count` requests have been received and returns all of them.
     package func waitForRequests(count: Int, timeout: Duration = .seconds(10)) async throws -> [Recorded] {
-        let id = UUID()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let ready: [Recorded]? = state.withLock { state in
-                    if state.recorded.count >= count {
-                        return state.recorded
-                    }
-                    state.waiters[id] = Waiter(count: count, continuation: continuation)
-                    return nil
-                }
-                if let ready {
-                    continuation.resume(returning: ready)
-                    return
-                }
-                let timeoutTask = Task { [weak self] in
-                    try await Task.sleep(for: timeout)
-                    self?.expireWaiter(id, error: nil)
-                }
-                state.withLock { $0.waiters[id]?.timeoutTask = timeoutTask }
-            }
-        } onCancel: {
-            self.expireWaiter(id, error: CancellationError())
-        }
-    }
-
-    private func expireWaiter(_ id: UUID, error: (any Error)?) {
-        let expired = state.withLock { state in
-            state.waiters.removeValue(forKey: id).map { ($0, state.recorded.count) }
-        }
-        guard let expired else { return }
-        let waiter = expired.0
-        waiter.timeoutTask?.cancel()
-        waiter.continuation.resume(
-            throwing: error ?? MockAPNsError.timedOut(expected: waiter.count, received: expired.1))
+        try await log.wait(count: count, timeout: timeout)
     }
 
     /// Records `request` and decides its answer.
     func receive(_ request: Recorded) -> Outcome {
-        let (outcome, satisfied) = state.withLock { state in
-            state.recorded.append(request)
-            let outcome = state.outcome(for: request)
-            var satisfied: [(Waiter, [Recorded])] = []
-            for (id, waiter) in state.waiters where waiter.count <= state.recorded.count {
-                state.waiters[id] = nil
-                satisfied.append((waiter, state.recorded))
-            }
-            return (outcome, satisfied)
-        }
-        for (waiter, recorded) in satisfied {
-            waiter.timeoutTask?.cancel()
-            waiter.continuation.resume(returning: recorded)
-        }
+        let outcome = state.withLock { $0.outcome(for: request) }
+        log.append(request)
         return outcome
     }
 
@@ -327,12 +283,6 @@ final class Recorder: Sendable {
     let mock = Mutex<MockAPNs?>(nil)
 }
 
-private struct Waiter {
-    let count: Int
-    let continuation: CheckedContinuation<[MockAPNs.Recorded], any Error>
-    var timeoutTask: Task<Void, any Error>?
-}
-
 enum Outcome {
     case reply(status: HTTPResponseStatus, body: String?)
     case goAway
@@ -340,9 +290,7 @@ enum Outcome {
 }
 
 private struct State {
-    var recorded: [MockAPNs.Recorded] = []
     var behaviours: [String: MockAPNs.Behaviour] = [:]
-    var waiters: [UUID: Waiter] = [:]
     var connections: [ObjectIdentifier: any Channel] = [:]
     var acceptedConnections = 0
     var held: [String: [@Sendable () -> Void]] = [:]

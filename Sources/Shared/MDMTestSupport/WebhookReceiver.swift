@@ -46,6 +46,8 @@ package final class WebhookReceiver: Sendable {
 
     package let port: Int
     private let state: Mutex<State>
+    private let received = AwaitableLog<Received> { WebhookReceiverError.timedOut(expected: $0, received: $1) }
+    private let acceptedLog = AwaitableLog<Received> { WebhookReceiverError.timedOut(expected: $0, received: $1) }
 
     package var url: String { "http://127.0.0.1:\(port)/webhook" }
 
@@ -138,88 +140,35 @@ package final class WebhookReceiver: Sendable {
 
     /// Every request so far, in arrival order.
     package func requests() -> [Received] {
-        state.withLock { $0.requests }
+        received.items
     }
 
     /// The requests answered 200, in the order they were answered.
     package func accepted() -> [Received] {
-        state.withLock { $0.accepted }
+        acceptedLog.items
     }
 
     /// Waits until at least `count` requests have arrived.
     package func waitForRequests(count: Int, timeout: Duration = .seconds(30)) async throws -> [Received] {
-        try await wait(count: count, timeout: timeout, accepted: false)
+        try await received.wait(count: count, timeout: timeout)
     }
 
     /// Waits until at least `count` requests have been answered 200.
     package func waitForAccepted(count: Int, timeout: Duration = .seconds(30)) async throws -> [Received] {
-        try await wait(count: count, timeout: timeout, accepted: true)
-    }
-
-    private func wait(count: Int, timeout: Duration, accepted: Bool) async throws -> [Received] {
-        let id = UUID()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let ready: [Received]? = state.withLock { state in
-                    let current = accepted ? state.accepted : state.requests
-                    if current.count >= count { return current }
-                    state.waiters[id] = Waiter(count: count, accepted: accepted, continuation: continuation)
-                    return nil
-                }
-                if let ready {
-                    continuation.resume(returning: ready)
-                    return
-                }
-                let timeoutTask = Task { [weak self] in
-                    try await Task.sleep(for: timeout)
-                    self?.expireWaiter(id, error: nil)
-                }
-                state.withLock { $0.waiters[id]?.timeoutTask = timeoutTask }
-            }
-        } onCancel: {
-            self.expireWaiter(id, error: CancellationError())
-        }
-    }
-
-    private func expireWaiter(_ id: UUID, error: (any Error)?) {
-        let expired = state.withLock { state in
-            state.waiters.removeValue(forKey: id).map { waiter in
-                (waiter, waiter.accepted ? state.accepted.count : state.requests.count)
-            }
-        }
-        guard let (waiter, received) = expired else { return }
-        waiter.timeoutTask?.cancel()
-        waiter.continuation.resume(
-            throwing: error ?? WebhookReceiverError.timedOut(expected: waiter.count, received: received))
+        try await acceptedLog.wait(count: count, timeout: timeout)
     }
 
     /// Records a request and returns how to answer it.
     fileprivate func receive(body: [UInt8], headers: [(name: String, value: String)]) -> Mode {
-        let (mode, satisfied) = state.withLock { state in
-            let request = Received(body: body, headers: headers, receivedAt: .now, acceptedAt: nil)
-            state.requests.append(request)
-            return (state.mode, state.satisfiedWaiters())
-        }
-        resume(satisfied)
-        return mode
+        received.append(Received(body: body, headers: headers, receivedAt: .now, acceptedAt: nil))
+        return state.withLock { $0.mode }
     }
 
     /// Records that a request was answered 200.
     fileprivate func recordAccepted(
         body: [UInt8], headers: [(name: String, value: String)], receivedAt: ContinuousClock.Instant
     ) {
-        let satisfied = state.withLock { state in
-            state.accepted.append(Received(body: body, headers: headers, receivedAt: receivedAt, acceptedAt: .now))
-            return state.satisfiedWaiters()
-        }
-        resume(satisfied)
-    }
-
-    private func resume(_ satisfied: [(Waiter, [Received])]) {
-        for (waiter, received) in satisfied {
-            waiter.timeoutTask?.cancel()
-            waiter.continuation.resume(returning: received)
-        }
+        acceptedLog.append(Received(body: body, headers: headers, receivedAt: receivedAt, acceptedAt: .now))
     }
 
     fileprivate func track(_ channel: any Channel) {
@@ -235,33 +184,11 @@ private final class ReceiverBox: Sendable {
     let receiver = Mutex<WebhookReceiver?>(nil)
 }
 
-private struct Waiter {
-    let count: Int
-    let accepted: Bool
-    let continuation: CheckedContinuation<[WebhookReceiver.Received], any Error>
-    var timeoutTask: Task<Void, any Error>?
-}
-
 private struct State {
     var serverChannel: (any Channel)?
     var portHolder: PortHolder?
     var mode: WebhookReceiver.Mode = .accept()
-    var requests: [WebhookReceiver.Received] = []
-    var accepted: [WebhookReceiver.Received] = []
-    var waiters: [UUID: Waiter] = [:]
     var connections: [ObjectIdentifier: any Channel] = [:]
-
-    mutating func satisfiedWaiters() -> [(Waiter, [WebhookReceiver.Received])] {
-        var satisfied: [(Waiter, [WebhookReceiver.Received])] = []
-        for (id, waiter) in waiters {
-            let current = waiter.accepted ? accepted : requests
-            if current.count >= waiter.count {
-                waiters[id] = nil
-                satisfied.append((waiter, current))
-            }
-        }
-        return satisfied
-    }
 }
 
 /// Answers one connection's requests as the receiver's mode says.
