@@ -232,8 +232,9 @@ struct CommandQueuePollTests {
         try await TestDatabase.withFreshClient { client in
             let storage = StorageFixture(client: client)
             let device = try await storage.enrollDevice("UDID-1")
-            let justNow = "now() - interval '200 milliseconds'"
-            try await client.query(PostgresQuery(unsafeSQL: "UPDATE enrollments SET last_seen_at = \(justNow)"))
+            // Seen "just now": an hour ahead, so however slowly this machine reaches the poll,
+            // the last move is less than a second old when the poll looks at it.
+            try await client.query("UPDATE enrollments SET last_seen_at = now() + interval '1 hour'")
             let version = PostgresQuery(unsafeSQL: "SELECT xmin::text FROM enrollments WHERE id = 'UDID-1'")
             let before = try await storage.value(version, as: String.self)
             _ = try await storage.next(device)
