@@ -51,7 +51,11 @@ struct WebhookWorkerTests {
             #expect(receiver.accepted().isEmpty)
             receiver.setMode(.accept())
             let accepted = try await receiver.waitForAccepted(count: 12)
-            try await waitUntil("outbox drained") { try await worker.statistics().pending == 0 }
+            // The worker counts a delivery just after recording it: wait for both.
+            try await waitUntil("outbox drained and counted") {
+                let statistics = try await worker.statistics()
+                return statistics.pending == 0 && statistics.delivered >= 12
+            }
             let statistics = try await worker.statistics()
             #expect(statistics.delivered == 12)
             #expect(statistics.dead == 0)
