@@ -68,16 +68,16 @@ struct CheckinTests {
             var unsigned = HTTPClientRequest(url: stack.commandURL)
             unsigned.method = .PUT
             unsigned.body = .bytes(ByteBuffer(bytes: body))
-            #expect(try await HTTPClient.shared.execute(unsigned, timeout: .seconds(10)).status.code == 400)
+            #expect(try await HTTPClient.shared.execute(unsigned, timeout: TestStack.requestTimeout).status.code == 400)
 
             var forged = unsigned
             let otherBody = device.reportBody(status: "Idle", commandUUID: "tampered")
             forged.headers.add(name: "Mdm-Signature", value: try device.identity.mdmSignature(for: Array(otherBody)))
-            #expect(try await HTTPClient.shared.execute(forged, timeout: .seconds(10)).status.code == 400)
+            #expect(try await HTTPClient.shared.execute(forged, timeout: TestStack.requestTimeout).status.code == 400)
 
             var garbage = unsigned
             garbage.headers.add(name: "Mdm-Signature", value: "bm90IGEgc2lnbmF0dXJl")
-            #expect(try await HTTPClient.shared.execute(garbage, timeout: .seconds(10)).status.code == 400)
+            #expect(try await HTTPClient.shared.execute(garbage, timeout: TestStack.requestTimeout).status.code == 400)
         }
     }
 

@@ -54,12 +54,12 @@ struct ObservabilityTests {
         try await TestStack.with { stack in
             for path in ["/nope/\(UUID().uuidString)", "/nope/\(UUID().uuidString)"] {
                 let response = try await HTTPClient.shared.execute(
-                    HTTPClientRequest(url: stack.commandBaseURL + path), timeout: .seconds(10))
+                    HTTPClientRequest(url: stack.commandBaseURL + path), timeout: TestStack.requestTimeout)
                 #expect(response.status == .notFound)
             }
             var odd = HTTPClientRequest(url: stack.commandBaseURL + "/mdm")
             odd.method = .PROPFIND
-            _ = try await HTTPClient.shared.execute(odd, timeout: .seconds(10))
+            _ = try await HTTPClient.shared.execute(odd, timeout: TestStack.requestTimeout)
             let metrics = try await scrape(stack.commandBaseURL)
             #expect(metrics.sum(MDMMetrics.Name.httpRequests, where: ["route": "NotFound", "status": "404"]) == 3)
             #expect(metrics.sum(MDMMetrics.Name.httpRequests, where: ["method": "other"]) == 1)
@@ -109,7 +109,7 @@ struct ObservabilityTests {
             request.method = .PUT
             request.headers.add(name: "X-Request-ID", value: id)
             request.body = .bytes(ByteBuffer(string: "<plist/>"))
-            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+            let response = try await HTTPClient.shared.execute(request, timeout: TestStack.requestTimeout)
             #expect(response.status == .badRequest)
         }
         let logged = lines.withLock { $0 }
@@ -207,7 +207,7 @@ struct ObservabilityTests {
 
     func scrape(_ baseURL: String) async throws -> PrometheusText {
         let response = try await HTTPClient.shared.execute(
-            HTTPClientRequest(url: baseURL + "/metrics"), timeout: .seconds(10))
+            HTTPClientRequest(url: baseURL + "/metrics"), timeout: TestStack.requestTimeout)
         #expect(response.status == .ok)
         #expect(response.headers.first(name: "Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
         let body = try await response.body.collect(upTo: 16 << 20)
@@ -217,7 +217,7 @@ struct ObservabilityTests {
     func requestID(_ url: String, sending id: String) async throws -> String? {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "X-Request-ID", value: id)
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let response = try await HTTPClient.shared.execute(request, timeout: TestStack.requestTimeout)
         _ = try await response.body.collect(upTo: 1 << 20)
         return response.headers.first(name: "X-Request-ID")
     }

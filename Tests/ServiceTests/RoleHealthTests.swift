@@ -86,7 +86,8 @@ struct RoleHealthTests {
     }
 
     func status(_ url: String) async throws -> Int {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+        let response = try await HTTPClient.shared.execute(
+            HTTPClientRequest(url: url), timeout: TestStack.requestTimeout)
         _ = try await response.body.collect(upTo: 1 << 20)
         return Int(response.status.code)
     }

@@ -87,6 +87,9 @@ struct TestStack: Sendable {
 
     /// Connections per role's pool: small, because every test runs a stack at once.
     static let databasePoolSize = 4
+    /// How long a test request may take: every suite runs at once on two cores, so a request
+    /// can wait behind hundreds of others. A hung server still fails the test.
+    static let requestTimeout: TimeAmount = .seconds(60)
 
     struct Options: Sendable {
         var identity: DeviceIdentityConfiguration?
@@ -235,7 +238,7 @@ struct TestStack: Sendable {
         case .none: break
         }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await HTTPClient.shared.execute(request, timeout: TestStack.requestTimeout)
         let data = try await response.body.collect(upTo: 64 * 1024 * 1024)
         return APIReply(
             status: Int(response.status.code),
