@@ -19,7 +19,7 @@ struct MockAPNsTests {
                 let apnsID = try #require(response.headers.first(name: "apns-id"))
                 #expect(!apnsID.isEmpty)
 
-                let recorded = try await mock.waitForRequests(count: 1, timeout: .seconds(5))
+                let recorded = try await mock.waitForRequests(count: 1)
                 let request = try #require(recorded.first)
                 #expect(request.method == "POST")
                 #expect(request.path == "/3/device/\(Self.token)")
@@ -74,13 +74,13 @@ struct MockAPNsTests {
             try await withClient(identity: identity, trusting: mock) { client in
                 var badPath = HTTPClientRequest(url: mock.baseURL + "/3/other")
                 badPath.method = .POST
-                let notFound = try await client.execute(badPath, timeout: .seconds(10))
+                let notFound = try await client.execute(badPath, timeout: .seconds(60))
                 #expect(notFound.status == .notFound)
                 #expect(notFound.headers.first(name: "apns-id") != nil)
                 #expect(try await bodyString(notFound) == #"{"reason":"BadPath"}"#)
 
                 let get = HTTPClientRequest(url: mock.baseURL + "/3/device/\(Self.token)")
-                let notAllowed = try await client.execute(get, timeout: .seconds(10))
+                let notAllowed = try await client.execute(get, timeout: .seconds(60))
                 #expect(notAllowed.status == .methodNotAllowed)
                 #expect(notAllowed.headers.first(name: "apns-id") != nil)
                 #expect(try await bodyString(notAllowed) == #"{"reason":"MethodNotAllowed"}"#)
@@ -158,7 +158,7 @@ struct MockAPNsTests {
                 let recovered = try await push(client, mock, token: Self.token)
                 #expect(recovered.status == .ok)
             }
-            let recorded = try await mock.waitForRequests(count: 2, timeout: .seconds(5))
+            let recorded = try await mock.waitForRequests(count: 2)
             #expect(recorded.count == 2)
         }
     }
@@ -184,7 +184,7 @@ struct MockAPNsTests {
                 let answered = ids.compactMap { $0 }
                 #expect(answered.count == 500)
                 #expect(Set(answered).count == 500)
-                let recorded = try await mock.waitForRequests(count: 501, timeout: .seconds(30))
+                let recorded = try await mock.waitForRequests(count: 501)
                 #expect(Set(recorded.compactMap(\.token)).count == 501)
             }
         }
@@ -246,7 +246,8 @@ private func push(
     _ mock: MockAPNs,
     token: String,
     apnsID: String? = nil,
-    timeout: TimeAmount = .seconds(10)
+    // Generous: every suite runs at once on two cores.
+    timeout: TimeAmount = .seconds(60)
 ) async throws -> HTTPClientResponse {
     var request = HTTPClientRequest(url: mock.baseURL + "/3/device/" + token)
     request.method = .POST

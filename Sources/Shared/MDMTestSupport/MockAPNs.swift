@@ -163,7 +163,7 @@ package final class MockAPNs: Sendable {
     }
 
     /// Waits until at most `count` connections are open.
-    package func waitForOpenConnections(atMost count: Int, timeout: Duration = .seconds(10)) async throws {
+    package func waitForOpenConnections(atMost count: Int, timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while true {
             let (open, closing) = state.withLock { state in
@@ -204,7 +204,7 @@ package final class MockAPNs: Sendable {
     }
 
     /// Waits until at least `count` requests have been received and returns all of them.
-    package func waitForRequests(count: Int, timeout: Duration = .seconds(10)) async throws -> [Recorded] {
+    package func waitForRequests(count: Int, timeout: Duration = .seconds(60)) async throws -> [Recorded] {
         try await log.wait(count: count, timeout: timeout)
     }
 
