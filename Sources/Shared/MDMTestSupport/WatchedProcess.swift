@@ -59,6 +59,8 @@ package final class WatchedProcess: Sendable {
     private struct State {
         var output = ""
         var control = ""
+        /// The watchdog's control pipe reached its end: a pid not read by then never comes.
+        var controlClosed = false
         var pid: Int32?
         var pidWaiters: [CheckedContinuation<Int32?, Never>] = []
         var exit: ProcessExit?
@@ -149,7 +151,7 @@ package final class WatchedProcess: Sendable {
         await withCheckedContinuation { continuation in
             let known = state.withLock { state -> Int32?? in
                 if let pid = state.pid { return .some(pid) }
-                if state.exit != nil { return .some(nil) }
+                if state.exit != nil, state.controlClosed { return .some(nil) }
                 state.pidWaiters.append(continuation)
                 return nil
             }
@@ -289,7 +291,15 @@ package final class WatchedProcess: Sendable {
     }
 
     private func receivedControl(_ data: Data) {
-        let waiters = state.withLock { state -> (Int32, [CheckedContinuation<Int32?, Never>])? in
+        let waiters = state.withLock { state -> (Int32?, [CheckedContinuation<Int32?, Never>])? in
+            if data.isEmpty {
+                // A short program can end before its pid line is read: it is known only now
+                // that the pid will never come.
+                state.controlClosed = true
+                guard state.pid == nil, state.exit != nil else { return nil }
+                defer { state.pidWaiters = [] }
+                return (nil, state.pidWaiters)
+            }
             state.control += String(decoding: data, as: UTF8.self)
             guard state.pid == nil,
                 let line = state.control.split(separator: "\n").first(where: { $0.hasPrefix("pid ") }),
@@ -307,12 +317,14 @@ package final class WatchedProcess: Sendable {
     private func exited(_ exit: ProcessExit) {
         let (exitWaiters, pidWaiters, outputWaiters) = state.withLock { state in
             state.exit = exit
+            // Without the pid yet, pid waiters wait for the control pipe's end instead.
+            let pidWaiters = state.controlClosed ? state.pidWaiters : []
             defer {
                 state.exitWaiters = []
-                state.pidWaiters = []
+                if state.controlClosed { state.pidWaiters = [] }
                 state.outputWaiters = []
             }
-            return (state.exitWaiters, state.pidWaiters, state.outputWaiters.map(\.continuation))
+            return (state.exitWaiters, pidWaiters, state.outputWaiters.map(\.continuation))
         }
         for waiter in exitWaiters { waiter.continuation.resume(returning: exit) }
         for waiter in pidWaiters { waiter.resume(returning: nil) }
