@@ -116,7 +116,8 @@ final class MockAPNsConnectionErrorHandler: ChannelInboundHandler, Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("mock APNs connection failed", metadata: ["error": "\(error)"])
+        // Visible in test output: a dropped connection fails the test that used it.
+        logger.warning("mock APNs connection failed", metadata: ["error": "\(error)"])
         context.close(promise: nil)
     }
 }

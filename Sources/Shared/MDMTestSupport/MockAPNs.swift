@@ -248,6 +248,11 @@ package final class MockAPNs: Sendable {
             HTTP2Setting(parameter: .maxConcurrentStreams, value: 1000),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 16384),
         ]
+        // A test double, not an edge server: swift-nio-http2's abuse heuristics (empty DATA
+        // frames in a row, stream errors per connection) must not drop a client's connection
+        // when a loaded machine splits a burst of requests into unusual frame sequences.
+        connectionConfiguration.maximumSequentialEmptyDataFrames = 10_000
+        connectionConfiguration.maximumConnectionGlitches = 100_000
         _ = try sync.configureHTTP2Pipeline(
             mode: .server,
             connectionConfiguration: connectionConfiguration,
