@@ -253,10 +253,15 @@ package final class MockAPNs: Sendable {
         // when a loaded machine splits a burst of requests into unusual frame sequences.
         connectionConfiguration.maximumSequentialEmptyDataFrames = 10_000
         connectionConfiguration.maximumConnectionGlitches = 100_000
+        // Seen in a full run: a burst's client resets (RST_STREAM) passed the default 200 per
+        // 30 s, and the mock closed the connection (ExcessiveRSTFrames).
+        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
+        streamConfiguration.streamResetFrameRateLimit.maximumCount = 100_000
+        streamConfiguration.streamErrorRateLimit.maximumCount = 100_000
         _ = try sync.configureHTTP2Pipeline(
             mode: .server,
             connectionConfiguration: connectionConfiguration,
-            streamConfiguration: NIOHTTP2Handler.StreamConfiguration()
+            streamConfiguration: streamConfiguration
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandlers(
