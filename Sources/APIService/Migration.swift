@@ -29,18 +29,7 @@ struct MigrationHandler: Sendable {
             )
         case .tokenUpdate(let message):
             // A device that never authenticated is `StorageError.unknownDevice`: 400.
-            _ = try await store.saveTokenUpdate(
-                TokenUpdateRecord(
-                    enrollment: enrollment,
-                    topic: message.topic,
-                    pushMagic: message.pushMagic,
-                    token: message.token,
-                    unlockToken: enrollment.type.isUserChannel ? nil : message.unlockToken,
-                    userShortName: checkin.keys.userShortName,
-                    userLongName: checkin.keys.userLongName,
-                    rawMessage: checkin.raw
-                )
-            )
+            _ = try await store.saveTokenUpdate(TokenUpdateRecord(message, checkin: checkin))
         case .setBootstrapToken(let message):
             try await store.saveBootstrapToken(deviceID: enrollment.deviceChannelID, token: message.bootstrapToken)
         default:

@@ -85,18 +85,7 @@ struct CheckinHandler: Sendable {
         case .authenticate:
             return .empty
         case .tokenUpdate(let message):
-            let record = TokenUpdateRecord(
-                enrollment: enrollment,
-                topic: message.topic,
-                pushMagic: message.pushMagic,
-                token: message.token,
-                unlockToken: enrollment.type.isUserChannel ? nil : message.unlockToken,
-                userShortName: checkin.keys.userShortName,
-                userLongName: checkin.keys.userLongName,
-                rawMessage: checkin.raw,
-                webhookEvent: event
-            )
-            _ = try await store.saveTokenUpdate(record)
+            _ = try await store.saveTokenUpdate(TokenUpdateRecord(message, checkin: checkin, webhookEvent: event))
             return .empty
         case .checkOut:
             try await store.checkOut(enrollmentID: enrollment.id, webhookEvent: event)

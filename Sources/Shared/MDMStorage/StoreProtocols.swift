@@ -86,6 +86,24 @@ package struct TokenUpdateRecord: Sendable {
     }
 }
 
+extension TokenUpdateRecord {
+    /// The record of `message`, a `TokenUpdate` that arrived as `checkin`: user channels never
+    /// carry an unlock token.
+    package init(_ message: TokenUpdate, checkin: CheckinRequest, webhookEvent: WebhookEventRecord? = nil) {
+        self.init(
+            enrollment: checkin.enrollment,
+            topic: message.topic,
+            pushMagic: message.pushMagic,
+            token: message.token,
+            unlockToken: checkin.enrollment.type.isUserChannel ? nil : message.unlockToken,
+            userShortName: checkin.keys.userShortName,
+            userLongName: checkin.keys.userLongName,
+            rawMessage: checkin.raw,
+            webhookEvent: webhookEvent
+        )
+    }
+}
+
 /// An enrollment as stored.
 package struct EnrollmentRecord: Sendable, Equatable {
     package var id: String
