@@ -170,7 +170,9 @@ final class APNsClient: Sendable {
         if let expiration = push.expiration {
             request.headers.add(name: "apns-expiration", value: String(max(0, Int(expiration.timeIntervalSince1970))))
         }
-        request.body = .bytes(ByteBuffer(string: #"{"mdm":"# + Self.jsonString(push.pushMagic) + "}"))
+        var body = #"{"mdm":"#
+        JSONText.appendString(push.pushMagic, to: &body)
+        request.body = .bytes(ByteBuffer(string: body + "}"))
         return request
     }
 
@@ -178,26 +180,6 @@ final class APNsClient: Sendable {
     static func normalizedToken(_ token: String) -> String? {
         guard !token.isEmpty, token.utf8.allSatisfy({ $0.isHexDigit }) else { return nil }
         return token.lowercased()
-    }
-
-    /// `value` as a JSON string literal, quotes included.
-    static func jsonString(_ value: String) -> String {
-        var result = "\""
-        result.reserveCapacity(value.utf8.count + 2)
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                result += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result + "\""
     }
 
     /// Exponential backoff with equal jitter: between half and all of `base · 2^(attempt−1)`, capped.

@@ -140,8 +140,8 @@ package struct LineLogHandler: LogHandler {
     }
 }
 
-/// Just enough JSON writing for log lines, without an encoder per line.
-enum JSONText {
+/// Just enough JSON writing for log lines and the APNs body, without an encoder per use.
+package enum JSONText {
     static func appendValue(_ value: Logger.Metadata.Value, to output: inout String) {
         switch value {
         case .string(let string):
@@ -170,7 +170,8 @@ enum JSONText {
         }
     }
 
-    static func appendString(_ string: String, to output: inout String) {
+    /// `string` as a JSON string literal, quotes included.
+    package static func appendString(_ string: String, to output: inout String) {
         output += "\""
         for scalar in string.unicodeScalars {
             switch scalar {
