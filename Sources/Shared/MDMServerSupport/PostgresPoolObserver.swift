@@ -15,10 +15,8 @@ import Synchronization
 /// that carry them log nothing in this version.) A postgres-nio upgrade that rewords the
 /// lines is caught by `PostgresPoolMetricsTests`.
 package final class PostgresPoolObserver: Sendable {
-    /// Connections open or being opened.
-    package var openConnections: Int { open.withLock { $0 } }
-
     private let metrics: MDMMetrics
+    /// Connections open or being opened.
     private let open = Mutex(0)
 
     package init(metrics: MDMMetrics) {

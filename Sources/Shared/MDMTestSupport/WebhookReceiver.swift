@@ -94,16 +94,7 @@ package final class WebhookReceiver: Sendable {
     /// The port stays reserved by a bound socket that does not listen, so nothing else on the
     /// machine (another test's server or an outgoing connection) can take it meanwhile.
     package func stopListening() async throws {
-        let holder = try PortHolder(port: port)
-        let (server, connections, previous) = state.withLock { state in
-            let server = state.serverChannel
-            let previous = state.portHolder
-            state.serverChannel = nil
-            state.portHolder = holder
-            return (server, Array(state.connections.values), previous)
-        }
-        previous?.close()
-        try await close(server: server, connections: connections)
+        try await goDown(holdingPort: true)
     }
 
     /// Comes back up on the same port.
@@ -120,18 +111,19 @@ package final class WebhookReceiver: Sendable {
     }
 
     package func shutdown() async throws {
-        let (server, connections, holder) = state.withLock { state in
+        try await goDown(holdingPort: false)
+    }
+
+    private func goDown(holdingPort: Bool) async throws {
+        let holder = holdingPort ? try PortHolder(port: port) : nil
+        let (server, connections, previous) = state.withLock { state in
             defer {
                 state.serverChannel = nil
-                state.portHolder = nil
+                state.portHolder = holder
             }
             return (state.serverChannel, Array(state.connections.values), state.portHolder)
         }
-        holder?.close()
-        try await close(server: server, connections: connections)
-    }
-
-    private func close(server: (any Channel)?, connections: [any Channel]) async throws {
+        previous?.close()
         try await server?.close()
         for connection in connections {
             try? await connection.close()
