@@ -19,9 +19,10 @@ struct Options {
     var commands = 20
     var history = 0
     var idlePolls = 200
+    var keyKind = TestKeyKind.rsa2048
 
     static let usage = """
-        usage: mdm-loadgen [--devices N] [--commands K] [--history H] [--idle-polls P]
+        usage: mdm-loadgen [--devices N] [--commands K] [--history H] [--idle-polls P] [--key rsa|p256]
                            [--checkin-url U] [--command-url U] [--api-url U] [--api-key K]
                            [--ca-cert PEM] [--ca-key PEM]
         URLs, key and CA default to MDM_CHECKIN_URL, MDM_COMMAND_URL, MDM_API_URL, MDM_API_KEY,
@@ -30,6 +31,10 @@ struct Options {
           --commands    commands queued to every device and drained with Acknowledged (default 20)
           --history     acknowledged commands per device before measuring (default 0)
           --idle-polls  Idle polls per device (default 200)
+          --key         identity key of every device: rsa (2048-bit, what SCEP gives devices;
+                        default) or p256
+        Reports are signed before each phase is timed, the way every device signs on its own
+        CPU; every reply is checked against the exact bytes enqueued, in FIFO order.
         """
 
     init(arguments: [String], environment: [String: String]) throws {
@@ -60,6 +65,11 @@ struct Options {
         commands = try number("commands", commands)
         history = try number("history", history)
         idlePolls = try number("idle-polls", idlePolls)
+        switch values["key"] {
+        case nil, "rsa": keyKind = .rsa2048
+        case "p256": keyKind = .p256
+        case let other?: throw LoadError.usage("--key \(other)")
+        }
     }
 }
 
@@ -73,6 +83,27 @@ enum LoadError: Error, CustomStringConvertible {
         case .usage(let argument): "bad argument \(argument)\n\(Options.usage)"
         case .missing(let flag, let env): "--\(flag) or \(env) is required\n\(Options.usage)"
         case .failed(let detail): detail
+        }
+    }
+}
+
+/// A command the generator enqueues and expects back byte for byte.
+struct LoadCommand: Sendable {
+    var uuid: String
+    var body: Data
+
+    static func batch(count: Int, label: String) -> [LoadCommand] {
+        (0..<count).map { index in
+            let uuid = "\(label)-\(index)-\(UUID().uuidString)"
+            return LoadCommand(
+                uuid: uuid,
+                body: Data(
+                    """
+                    <?xml version="1.0" encoding="UTF-8"?>
+                    <plist version="1.0"><dict><key>CommandUUID</key><string>\(uuid)</string>
+                    <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict></dict></plist>
+                    """.utf8)
+            )
         }
     }
 }
@@ -115,7 +146,7 @@ struct LoadGenerator {
             let udid = "LOAD-\(index)-\(UUID().uuidString)"
             return SimulatedDevice(
                 udid: udid,
-                identity: try ca.issueDeviceIdentity(commonName: udid, keyKind: .p256),
+                identity: try ca.issueDeviceIdentity(commonName: udid, keyKind: options.keyKind),
                 checkinURL: options.checkinURL,
                 commandURL: options.commandURL,
                 transport: .signature(.device),
@@ -123,7 +154,8 @@ struct LoadGenerator {
             )
         }
         print(
-            "devices=\(options.devices) commands=\(options.commands) history=\(options.history) idle-polls=\(options.idlePolls)"
+            "devices=\(options.devices) commands=\(options.commands) history=\(options.history) "
+                + "idle-polls=\(options.idlePolls) key=\(options.keyKind == .p256 ? "p256" : "rsa")"
         )
         print(
             try await phase("enrol", devices) { device in
@@ -138,16 +170,20 @@ struct LoadGenerator {
             }.line())
 
         if options.history > 0 {
-            try await enqueue(count: options.history, to: devices, label: "history")
-            print(try await phase("history (drain)", devices) { try await drain($0) }.line())
+            let commands = LoadCommand.batch(count: options.history, label: "history")
+            let reports = try await acknowledgements(of: commands, by: devices)
+            try await enqueue(commands, to: devices)
+            print(try await phase("history (drain)", devices) { try await drain($0, commands, reports) }.line())
         }
         if options.idlePolls > 0 {
+            let idle = try await signed(by: devices) { [try $0.signedReport(status: "Idle", commandUUID: nil)] }
             print(
                 try await phase("idle polls", devices) { device in
                     var latencies: [Duration] = []
+                    guard let report = idle[device.udid]?.first else { throw LoadError.failed("unsigned") }
                     for _ in 0..<options.idlePolls {
                         let start = ContinuousClock.now
-                        let reply = try await device.idle()
+                        let reply = try await device.send(report)
                         latencies.append(ContinuousClock.now - start)
                         guard reply.status == 200, reply.body.isEmpty else {
                             throw LoadError.failed("idle answered \(reply.status) with \(reply.body.count) bytes")
@@ -157,8 +193,10 @@ struct LoadGenerator {
                 }.line())
         }
         if options.commands > 0 {
+            let commands = LoadCommand.batch(count: options.commands, label: "load")
+            let reports = try await acknowledgements(of: commands, by: devices)
             let start = ContinuousClock.now
-            try await enqueue(count: options.commands, to: devices, label: "load")
+            try await enqueue(commands, to: devices)
             let enqueueTime = ContinuousClock.now - start
             print(
                 "enqueue".padding(toLength: 22, withPad: " ", startingAt: 0)
@@ -166,41 +204,60 @@ struct LoadGenerator {
                     + String(format: "%.1f ms per command", enqueueTime.milliseconds / Double(options.commands))
             )
             print(
-                try await phase("drain (ack polls)", devices) { try await drain($0, expect: options.commands) }.line())
+                try await phase("drain (ack polls)", devices) { try await drain($0, commands, reports) }.line())
         }
     }
 
-    /// Idle, then Acknowledged for every command returned, until the queue is empty.
-    func drain(_ device: SimulatedDevice, expect: Int? = nil) async throws -> [Duration] {
+    /// Idle, then Acknowledged for every command returned, until the queue is empty. Each reply
+    /// must be the next command's exact bytes, in the order enqueued.
+    func drain(
+        _ device: SimulatedDevice, _ commands: [LoadCommand], _ reports: [String: [SignedReport]]
+    ) async throws -> [Duration] {
+        guard let reports = reports[device.udid] else { throw LoadError.failed("\(device.udid): unsigned") }
         var latencies: [Duration] = []
-        var start = ContinuousClock.now
-        var reply = try await device.idle()
-        latencies.append(ContinuousClock.now - start)
-        var drained = 0
-        while let uuid = try reply.commandUUID() {
-            drained += 1
-            start = ContinuousClock.now
-            reply = try await device.acknowledge(uuid)
+        for (index, report) in reports.enumerated() {
+            let start = ContinuousClock.now
+            let reply = try await device.send(report)
             latencies.append(ContinuousClock.now - start)
-        }
-        if let expect, drained != expect {
-            throw LoadError.failed("\(device.udid) drained \(drained) commands, expected \(expect)")
+            let expected = index < commands.count ? commands[index].body : Data()
+            guard reply.status == 200, reply.body == expected else {
+                throw LoadError.failed(
+                    "\(device.udid): report \(index) answered \(reply.status) with \(reply.body.count) bytes, "
+                        + "expected \(index < commands.count ? commands[index].uuid : "an empty queue")")
+            }
         }
         return latencies
     }
 
-    func enqueue(count: Int, to devices: [SimulatedDevice], label: String) async throws {
+    /// Idle, then Acknowledged for each command: every device's drain, signed ahead.
+    func acknowledgements(of commands: [LoadCommand], by devices: [SimulatedDevice]) async throws
+        -> [String: [SignedReport]]
+    {
+        try await signed(by: devices) { device in
+            try [device.signedReport(status: "Idle", commandUUID: nil)]
+                + commands.map { try device.signedReport(status: "Acknowledged", commandUUID: $0.uuid) }
+        }
+    }
+
+    /// Reports signed by every device at once (signing RSA is the slow part), by UDID.
+    func signed(
+        by devices: [SimulatedDevice], _ sign: @escaping @Sendable (SimulatedDevice) throws -> [SignedReport]
+    ) async throws -> [String: [SignedReport]] {
+        try await withThrowingTaskGroup(of: (String, [SignedReport]).self) { group in
+            for device in devices { group.addTask { (device.udid, try sign(device)) } }
+            var all: [String: [SignedReport]] = [:]
+            for try await (udid, reports) in group { all[udid] = reports }
+            return all
+        }
+    }
+
+    func enqueue(_ commands: [LoadCommand], to devices: [SimulatedDevice]) async throws {
         let ids = devices.map(\.udid).joined(separator: ",")
-        for index in 0..<count {
-            let body = """
-                <?xml version="1.0" encoding="UTF-8"?>
-                <plist version="1.0"><dict><key>CommandUUID</key><string>\(label)-\(index)-\(UUID().uuidString)</string>
-                <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict></dict></plist>
-                """
+        for command in commands {
             var request = HTTPClientRequest(url: "\(options.apiURL)/v1/enqueue/\(ids)?nopush=1")
             request.method = .PUT
             request.headers.add(name: "Authorization", value: "Bearer \(options.apiKey)")
-            request.body = .bytes(ByteBuffer(string: body))
+            request.body = .bytes(ByteBuffer(bytes: command.body))
             let response = try await http.execute(request, timeout: .seconds(60))
             _ = try await response.body.collect(upTo: 16 * 1024 * 1024)
             guard response.status == .ok else { throw LoadError.failed("enqueue answered \(response.status.code)") }

@@ -352,6 +352,53 @@ struct CommandQueuePollTests {
         }
     }
 
+    /// A report names its command: the poll must find that entry by its key, whatever the
+    /// statistics say, not by reading the device's pending entries until the CommandUUID
+    /// matches (a drain of a long queue would slow down with its length). Checked on the
+    /// generic plan, which PostgreSQL settles on for a statement prepared once per connection.
+    @Test
+    func reportedEntryIsFoundByItsKey() async throws {
+        try await TestDatabase.withFreshClient { client in
+            let storage = StorageFixture(client: client)
+            _ = try await storage.enrollDevice("UDID-1")
+            // Statistics taken when the history was all done; then a backlog arrives.
+            for (prefix, state) in [("OLD-", "done"), ("PENDING-", "pending")] {
+                try await client.query(
+                    """
+                    WITH commands AS (
+                        INSERT INTO commands (command_uuid, request_type, command)
+                        SELECT \(prefix) || n, 'DeviceInformation', '\\x00'::bytea FROM generate_series(1, 2000) AS n
+                        RETURNING command_uuid
+                    )
+                    INSERT INTO queue_entries (enrollment_id, command_uuid, state)
+                    SELECT 'UDID-1', command_uuid, \(state) FROM commands
+                    """
+                )
+                if state == "done" { try await client.query("ANALYZE queue_entries") }
+            }
+            let types = PollStatement.bindingDataTypes.map { "\($0)" }.joined(separator: ", ")
+            let plan = try await client.withConnection { connection in
+                try await connection.query(
+                    PostgresQuery(unsafeSQL: "PREPARE poll(\(types)) AS " + PollStatement.sql), logger: storage.logger)
+                try await connection.query("SET plan_cache_mode TO force_generic_plan", logger: storage.logger)
+                let rows = try await connection.query(
+                    PostgresQuery(
+                        unsafeSQL:
+                            "EXPLAIN EXECUTE poll('UDID-1', 'UDID-1', '\\x00', 'Acknowledged', 'PENDING-1500', '\\x00')"
+                    ),
+                    logger: storage.logger)
+                var lines: [String] = []
+                for try await line in rows.decode(String.self) { lines.append(line) }
+                return lines
+            }
+            let byKey = plan.filter { $0.contains("Index Scan using queue_entries_pkey on queue_entries") }
+            let byPending = plan.filter { $0.contains("queue_entries_pending_idx") }
+            #expect(
+                byKey.count == 2, "retire and NotNow look the entry up by its key:\n\(plan.joined(separator: "\n"))")
+            #expect(byPending.count == 1, "only the next-command lookup reads the pending index")
+        }
+    }
+
     /// Decision 0005: only an `Idle` poll without a webhook event skips the WAL flush, and only
     /// for its own transaction.
     @Test(arguments: [

@@ -181,6 +181,12 @@ package struct EnqueueStatement: PostgresPreparedStatement {
 ///
 /// The result row carries the device the hash is bound to, so the caller can tell a refusal.
 ///
+/// The reported entry is found by its primary key. Its state test is written
+/// `(state = 'pending') IS TRUE` so that it does not match the partial index's predicate: with
+/// a plain `state = 'pending'` PostgreSQL may pick `queue_entries_pending_idx`, whose only key
+/// column here is the enrollment, and then read every pending entry of the device to find one
+/// CommandUUID — a drain of a long queue got slower with its length.
+///
 /// An `Idle` poll whose only change is `last_seen_at` commits without waiting for its WAL
 /// flush (`synchronous_commit` off for that transaction alone, decision 0005): a crash can
 /// lose the last fraction of a second of "last seen" times, never a result, a retirement or
@@ -211,7 +217,7 @@ package struct PollStatement: CommandPollStatement {
             ),
             retired AS (
                 UPDATE queue_entries SET state = 'done', updated_at = now()
-                WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
+                WHERE enrollment_id = $1 AND command_uuid = $5 AND (state = 'pending') IS TRUE
                     AND $4 NOT IN ('Idle', 'NotNow') AND EXISTS (SELECT 1 FROM allowed)
                 RETURNING enrollment_id, command_uuid
             ),
@@ -224,7 +230,7 @@ package struct PollStatement: CommandPollStatement {
             not_now AS (
                 UPDATE queue_entries SET
                     not_now_at = coalesce(not_now_at, now()), not_now_count = not_now_count + 1, updated_at = now()
-                WHERE enrollment_id = $1 AND command_uuid = $5 AND state = 'pending'
+                WHERE enrollment_id = $1 AND command_uuid = $5 AND (state = 'pending') IS TRUE
                     AND $4 = 'NotNow' AND EXISTS (SELECT 1 FROM allowed)
             ),
             next AS (
