@@ -91,19 +91,19 @@ enum LoadError: Error, CustomStringConvertible {
 struct LoadCommand: Sendable {
     var uuid: String
     var body: Data
+    /// The body again, to compare replies with.
+    var bytes: ByteBuffer
 
     static func batch(count: Int, label: String) -> [LoadCommand] {
         (0..<count).map { index in
             let uuid = "\(label)-\(index)-\(UUID().uuidString)"
-            return LoadCommand(
-                uuid: uuid,
-                body: Data(
-                    """
-                    <?xml version="1.0" encoding="UTF-8"?>
-                    <plist version="1.0"><dict><key>CommandUUID</key><string>\(uuid)</string>
-                    <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict></dict></plist>
-                    """.utf8)
-            )
+            let body = Data(
+                """
+                <?xml version="1.0" encoding="UTF-8"?>
+                <plist version="1.0"><dict><key>CommandUUID</key><string>\(uuid)</string>
+                <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict></dict></plist>
+                """.utf8)
+            return LoadCommand(uuid: uuid, body: body, bytes: ByteBuffer(bytes: body))
         }
     }
 }
@@ -169,24 +169,46 @@ struct LoadGenerator {
                 return latencies
             }.line())
 
+        // Reports go over each device's own connection; enrolment and enqueueing use `http`.
+        var connections: [String: DeviceConnection] = [:]
+        for device in devices {
+            connections[device.udid] = try await DeviceConnection.connect(
+                to: options.commandURL, on: MultiThreadedEventLoopGroup.singleton.next())
+        }
+        do {
+            try await measure(devices, connections)
+        } catch {
+            for connection in connections.values { await connection.close() }
+            throw error
+        }
+        for connection in connections.values { await connection.close() }
+    }
+
+    /// The timed phases, each device reporting over its own connection.
+    func measure(_ devices: [SimulatedDevice], _ reporting: [String: DeviceConnection]) async throws {
         if options.history > 0 {
             let commands = LoadCommand.batch(count: options.history, label: "history")
             let reports = try await acknowledgements(of: commands, by: devices)
             try await enqueue(commands, to: devices)
-            print(try await phase("history (drain)", devices) { try await drain($0, commands, reports) }.line())
+            print(
+                try await phase("history (drain)", devices) { try await drain($0, reporting, commands, reports) }.line()
+            )
         }
         if options.idlePolls > 0 {
             let idle = try await signed(by: devices) { [try $0.signedReport(status: "Idle", commandUUID: nil)] }
             print(
                 try await phase("idle polls", devices) { device in
                     var latencies: [Duration] = []
-                    guard let report = idle[device.udid]?.first else { throw LoadError.failed("unsigned") }
+                    guard let report = idle[device.udid]?.first, let connection = reporting[device.udid] else {
+                        throw LoadError.failed("\(device.udid): no connection or report")
+                    }
                     for _ in 0..<options.idlePolls {
                         let start = ContinuousClock.now
-                        let reply = try await device.send(report)
+                        let reply = try await connection.send(report)
                         latencies.append(ContinuousClock.now - start)
-                        guard reply.status == 200, reply.body.isEmpty else {
-                            throw LoadError.failed("idle answered \(reply.status) with \(reply.body.count) bytes")
+                        guard reply.status == 200, reply.body.readableBytes == 0 else {
+                            throw LoadError.failed(
+                                "idle answered \(reply.status) with \(reply.body.readableBytes) bytes")
                         }
                     }
                     return latencies
@@ -204,25 +226,32 @@ struct LoadGenerator {
                     + String(format: "%.1f ms per command", enqueueTime.milliseconds / Double(options.commands))
             )
             print(
-                try await phase("drain (ack polls)", devices) { try await drain($0, commands, reports) }.line())
+                try await phase("drain (ack polls)", devices) { try await drain($0, reporting, commands, reports) }
+                    .line())
         }
     }
 
     /// Idle, then Acknowledged for every command returned, until the queue is empty. Each reply
     /// must be the next command's exact bytes, in the order enqueued.
     func drain(
-        _ device: SimulatedDevice, _ commands: [LoadCommand], _ reports: [String: [SignedReport]]
+        _ device: SimulatedDevice,
+        _ connections: [String: DeviceConnection],
+        _ commands: [LoadCommand],
+        _ reports: [String: [SignedReport]]
     ) async throws -> [Duration] {
-        guard let reports = reports[device.udid] else { throw LoadError.failed("\(device.udid): unsigned") }
+        guard let reports = reports[device.udid], let connection = connections[device.udid] else {
+            throw LoadError.failed("\(device.udid): no connection or reports")
+        }
         var latencies: [Duration] = []
+        let empty = ByteBuffer()
         for (index, report) in reports.enumerated() {
             let start = ContinuousClock.now
-            let reply = try await device.send(report)
+            let reply = try await connection.send(report)
             latencies.append(ContinuousClock.now - start)
-            let expected = index < commands.count ? commands[index].body : Data()
+            let expected = index < commands.count ? commands[index].bytes : empty
             guard reply.status == 200, reply.body == expected else {
                 throw LoadError.failed(
-                    "\(device.udid): report \(index) answered \(reply.status) with \(reply.body.count) bytes, "
+                    "\(device.udid): report \(index) answered \(reply.status) with \(reply.body.readableBytes) bytes, "
                         + "expected \(index < commands.count ? commands[index].uuid : "an empty queue")")
             }
         }
