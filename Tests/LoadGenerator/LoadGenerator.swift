@@ -172,8 +172,8 @@ struct LoadGenerator {
         // Reports go over each device's own connection; enrolment and enqueueing use `http`.
         var connections: [String: DeviceConnection] = [:]
         for device in devices {
-            connections[device.udid] = try await DeviceConnection.connect(
-                to: options.commandURL, on: MultiThreadedEventLoopGroup.singleton.next())
+            connections[device.udid] = try DeviceConnection(
+                url: options.commandURL, eventLoop: MultiThreadedEventLoopGroup.singleton.next())
         }
         do {
             try await measure(devices, connections)

@@ -8,6 +8,12 @@ package enum CertificateText {
         base64Decoded(utf8: text.utf8)
     }
 
+    /// True when `text` holds nothing but spaces, tabs and line breaks. Byte-level: a signature
+    /// header is a few kilobytes, and walking it by `Character` showed in profiles.
+    package static func isBlank(_ text: String) -> Bool {
+        !text.utf8.contains { !isWhitespace($0) }
+    }
+
     /// The DER of every `CERTIFICATE` block in `text`, in order; other blocks and text between blocks
     /// (as `openssl` writes into bundles) are skipped. Nil when a certificate block is not valid base64.
     package static func pemCertificates(in text: some StringProtocol) -> [[UInt8]]? {

@@ -45,7 +45,7 @@ package struct DeviceIdentityVerifier: Sendable {
 
     /// Verifies an `Mdm-Signature` header value (base64 of a detached CMS SignedData) over `body`.
     package func verifySignature(header: String, body: [UInt8]) async throws(DeviceIdentityError) -> DeviceIdentity {
-        guard header.contains(where: { !$0.isWhitespace }) else {
+        guard !CertificateText.isBlank(header) else {
             throw .missingIdentity
         }
         guard let encoded = CertificateText.base64Decoded(header) else {
