@@ -332,23 +332,9 @@ struct CommandQueuePollTests {
             )
             try await storage.enqueue("CMD-NEW", to: [device])
             try await client.query("ANALYZE queue_entries")
-            var plan = ""
-            let poll = CommandPoll(
-                enrollmentID: "UDID-1",
-                deviceChannelID: "UDID-1",
-                certificateHash: StorageFixture.certificateHash(of: device),
-                status: "Idle",
-                commandUUID: nil,
-                rawReport: Data(),
-                retro: false
-            )
-            let explain = PostgresQuery(
-                unsafeSQL: "EXPLAIN " + PollStatement.sql, binds: try PollStatement(poll).makeBindings())
-            let rows = try await client.query(explain)
-            for try await line in rows.decode(String.self) {
-                plan += line + "\n"
-            }
-            #expect(plan.contains("queue_entries_pending_idx"), "\(plan)")
+            let plan = try await Self.plan(
+                of: PollStatement<IdlePoll>.sql, status: "Idle", commandUUID: nil, generic: false, client: client)
+            #expect(plan.contains { $0.contains("queue_entries_pending_idx") }, "\(plan)")
         }
     }
 
@@ -356,8 +342,8 @@ struct CommandQueuePollTests {
     /// statistics say, not by reading the device's pending entries until the CommandUUID
     /// matches (a drain of a long queue would slow down with its length). Checked on the
     /// generic plan, which PostgreSQL settles on for a statement prepared once per connection.
-    @Test
-    func reportedEntryIsFoundByItsKey() async throws {
+    @Test(arguments: [PollKind.final, .notNow])
+    func reportedEntryIsFoundByItsKey(kind: PollKind) async throws {
         try await TestDatabase.withFreshClient { client in
             let storage = StorageFixture(client: client)
             _ = try await storage.enrollDevice("UDID-1")
@@ -376,25 +362,14 @@ struct CommandQueuePollTests {
                 )
                 if state == "done" { try await client.query("ANALYZE queue_entries") }
             }
-            let types = PollStatement.bindingDataTypes.map { "\($0)" }.joined(separator: ", ")
-            let plan = try await client.withConnection { connection in
-                try await connection.query(
-                    PostgresQuery(unsafeSQL: "PREPARE poll(\(types)) AS " + PollStatement.sql), logger: storage.logger)
-                try await connection.query("SET plan_cache_mode TO force_generic_plan", logger: storage.logger)
-                let rows = try await connection.query(
-                    PostgresQuery(
-                        unsafeSQL:
-                            "EXPLAIN EXECUTE poll('UDID-1', 'UDID-1', '\\x00', 'Acknowledged', 'PENDING-1500', '\\x00')"
-                    ),
-                    logger: storage.logger)
-                var lines: [String] = []
-                for try await line in rows.decode(String.self) { lines.append(line) }
-                return lines
-            }
+            let (sql, status) =
+                kind == .final
+                ? (PollStatement<FinalPoll>.sql, "Acknowledged") : (PollStatement<NotNowPoll>.sql, "NotNow")
+            let plan = try await Self.plan(
+                of: sql, status: status, commandUUID: "PENDING-1500", generic: true, client: client)
             let byKey = plan.filter { $0.contains("Index Scan using queue_entries_pkey on queue_entries") }
             let byPending = plan.filter { $0.contains("queue_entries_pending_idx") }
-            #expect(
-                byKey.count == 2, "retire and NotNow look the entry up by its key:\n\(plan.joined(separator: "\n"))")
+            #expect(byKey.count == 1, "the reported entry is looked up by its key:\n\(plan.joined(separator: "\n"))")
             #expect(byPending.count == 1, "only the next-command lookup reads the pending index")
         }
     }
@@ -411,16 +386,15 @@ struct CommandQueuePollTests {
             let storage = StorageFixture(client: client)
             let device = try await storage.enrollDevice("UDID-1")
             try await storage.enqueue("CMD-1", to: [device])
-            let poll = PollStatement(
-                CommandPoll(
-                    enrollmentID: "UDID-1",
-                    deviceChannelID: "UDID-1",
-                    certificateHash: StorageFixture.certificateHash(of: device),
-                    status: status,
-                    commandUUID: status == "Idle" ? nil : "CMD-1",
-                    rawReport: Data("<plist/>".utf8),
-                    retro: false
-                ))
+            let poll = CommandPoll(
+                enrollmentID: "UDID-1",
+                deviceChannelID: "UDID-1",
+                certificateHash: StorageFixture.certificateHash(of: device),
+                status: status,
+                commandUUID: status == "Idle" ? nil : "CMD-1",
+                rawReport: Data("<plist/>".utf8),
+                retro: false
+            )
             let event = WebhookEventRecord(
                 eventID: UUID(), enrollmentID: "UDID-1", topic: "mdm.Connect", body: Array("{}".utf8))
             let (inside, after) = try await client.withConnection { connection in
@@ -428,12 +402,10 @@ struct CommandQueuePollTests {
                 // pool) waits for it.
                 try await connection.query("SET synchronous_commit TO on", logger: storage.logger)
                 try await connection.query("BEGIN", logger: storage.logger)
-                if webhook {
-                    let rows = try await connection.execute(
-                        PollWebhookStatement(poll, event: event), logger: storage.logger)
-                    for try await _ in rows {}
-                } else {
-                    for try await _ in try await connection.execute(poll, logger: storage.logger) {}
+                switch PollKind(status: status) {
+                case .idle: try await Self.run(IdlePoll.self, poll, event: webhook ? event : nil, on: connection)
+                case .notNow: try await Self.run(NotNowPoll.self, poll, event: webhook ? event : nil, on: connection)
+                case .final: try await Self.run(FinalPoll.self, poll, event: webhook ? event : nil, on: connection)
                 }
                 let inside = try await Self.synchronousCommit(connection, logger: storage.logger)
                 try await connection.query("COMMIT", logger: storage.logger)
@@ -442,6 +414,44 @@ struct CommandQueuePollTests {
             #expect(inside == expected)
             #expect(after == "on", "the setting ends with its transaction")
             #expect(try await storage.queueState(device, "CMD-1") == (status == "Acknowledged" ? "done" : "pending"))
+        }
+    }
+
+    /// `EXPLAIN` of a poll statement prepared with its parameter types, for device UDID-1, on the
+    /// generic plan or (as for a statement's first executions) a plan for these values.
+    static func plan(of sql: String, status: String, commandUUID: String?, generic: Bool, client: PostgresClient)
+        async throws -> [String]
+    {
+        let logger = Logger(label: "test")
+        let types = PollStatement<FinalPoll>.bindingDataTypes.map { "\($0)" }.joined(separator: ", ")
+        return try await client.withConnection { connection in
+            try await connection.query(PostgresQuery(unsafeSQL: "PREPARE poll(\(types)) AS " + sql), logger: logger)
+            if generic {
+                try await connection.query("SET plan_cache_mode TO force_generic_plan", logger: logger)
+            }
+            let uuid = commandUUID.map { "'\($0)'" } ?? "NULL"
+            let rows = try await connection.query(
+                PostgresQuery(
+                    unsafeSQL: "EXPLAIN EXECUTE poll('UDID-1', 'UDID-1', '\\x00', '\(status)', \(uuid), '\\x00')"),
+                logger: logger)
+            var lines: [String] = []
+            for try await line in rows.decode(String.self) { lines.append(line) }
+            return lines
+        }
+    }
+
+    /// Executes the poll statement of `kind`, recording `event` when given.
+    static func run<Kind: PollKindStatements>(
+        _ kind: Kind.Type, _ poll: CommandPoll, event: WebhookEventRecord?, on connection: PostgresConnection
+    ) async throws {
+        let logger = Logger(label: "test")
+        let statement = PollStatement<Kind>(poll)
+        if let event {
+            for try await _ in try await connection.execute(
+                PollWebhookStatement(statement, event: event), logger: logger)
+            {}
+        } else {
+            for try await _ in try await connection.execute(statement, logger: logger) {}
         }
     }
 
