@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MDMProtocol
 import MDMStorage
 import MDMTestSupport
 import NIOCore
@@ -402,7 +403,7 @@ struct CommandQueuePollTests {
                 // pool) waits for it.
                 try await connection.query("SET synchronous_commit TO on", logger: storage.logger)
                 try await connection.query("BEGIN", logger: storage.logger)
-                switch PollKind(status: status) {
+                switch PollKind(ReportStatus(status)) {
                 case .idle: try await Self.run(IdlePoll.self, poll, event: webhook ? event : nil, on: connection)
                 case .notNow: try await Self.run(NotNowPoll.self, poll, event: webhook ? event : nil, on: connection)
                 case .final: try await Self.run(FinalPoll.self, poll, event: webhook ? event : nil, on: connection)

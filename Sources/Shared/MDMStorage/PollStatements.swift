@@ -1,4 +1,5 @@
 import Foundation
+import MDMProtocol
 import NIOCore
 import PostgresNIO
 
@@ -11,11 +12,12 @@ package enum PollKind: Sendable, Equatable {
     /// Acknowledged, Error, CommandFormatError or any other status: the result is stored.
     case final
 
-    package init(status: String) {
+    /// The kind of poll a report's status asks for (the status rule is `ReportStatus`'s).
+    package init(_ status: ReportStatus) {
         switch status {
-        case "Idle": self = .idle
-        case "NotNow": self = .notNow
-        default: self = .final
+        case .idle: self = .idle
+        case .notNow: self = .notNow
+        case .final: self = .final
         }
     }
 }

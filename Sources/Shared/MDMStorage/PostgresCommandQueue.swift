@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MDMProtocol
 import NIOCore
 import PostgresNIO
 
@@ -62,7 +63,7 @@ package struct PostgresCommandQueue: CommandQueue {
     }
 
     package func poll(_ poll: CommandPoll) async throws -> CommandPollOutcome {
-        switch PollKind(status: poll.status) {
+        switch PollKind(ReportStatus(poll.status)) {
         case .idle: try await self.poll(poll, kind: IdlePoll.self)
         case .notNow: try await self.poll(poll, kind: NotNowPoll.self)
         case .final: try await self.poll(poll, kind: FinalPoll.self)
