@@ -19,6 +19,8 @@ final class DeviceConnection: Sendable {
 
     private let host: String
     private let port: Int
+    /// The `Host` header, `host:port`.
+    private let authority: String
     private let path: String
     private let eventLoop: any EventLoop
     private let open = NIOLockedValueBox<Open?>(nil)
@@ -30,6 +32,7 @@ final class DeviceConnection: Sendable {
         }
         self.host = host
         self.port = parsed.port ?? 80
+        self.authority = "\(host):\(port)"
         self.path = parsed.path.isEmpty ? "/" : parsed.path
         self.eventLoop = eventLoop
     }
@@ -39,7 +42,7 @@ final class DeviceConnection: Sendable {
         let connection = try await current()
         let promise = eventLoop.makePromise(of: Reply.self)
         var head = HTTPRequestHead(version: .http1_1, method: .PUT, uri: path)
-        head.headers.add(name: "Host", value: "\(host):\(port)")
+        head.headers.add(name: "Host", value: authority)
         head.headers.add(name: "Content-Type", value: "application/x-apple-aspen-mdm")
         head.headers.add(name: "Content-Length", value: String(report.body.count))
         head.headers.add(name: report.identityHeader.name, value: report.identityHeader.value)

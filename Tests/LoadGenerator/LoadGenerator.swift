@@ -90,20 +90,20 @@ enum LoadError: Error, CustomStringConvertible {
 /// A command the generator enqueues and expects back byte for byte.
 struct LoadCommand: Sendable {
     var uuid: String
-    var body: Data
-    /// The body again, to compare replies with.
-    var bytes: ByteBuffer
+    var body: ByteBuffer
 
     static func batch(count: Int, label: String) -> [LoadCommand] {
         (0..<count).map { index in
             let uuid = "\(label)-\(index)-\(UUID().uuidString)"
-            let body = Data(
-                """
-                <?xml version="1.0" encoding="UTF-8"?>
-                <plist version="1.0"><dict><key>CommandUUID</key><string>\(uuid)</string>
-                <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict></dict></plist>
-                """.utf8)
-            return LoadCommand(uuid: uuid, body: body, bytes: ByteBuffer(bytes: body))
+            return LoadCommand(
+                uuid: uuid,
+                body: ByteBuffer(
+                    string: """
+                        <?xml version="1.0" encoding="UTF-8"?>
+                        <plist version="1.0"><dict><key>CommandUUID</key><string>\(uuid)</string>
+                        <key>Command</key><dict><key>RequestType</key><string>ProfileList</string></dict></dict></plist>
+                        """)
+            )
         }
     }
 }
@@ -248,7 +248,7 @@ struct LoadGenerator {
             let start = ContinuousClock.now
             let reply = try await connection.send(report)
             latencies.append(ContinuousClock.now - start)
-            let expected = index < commands.count ? commands[index].bytes : empty
+            let expected = index < commands.count ? commands[index].body : empty
             guard reply.status == 200, reply.body == expected else {
                 throw LoadError.failed(
                     "\(device.udid): report \(index) answered \(reply.status) with \(reply.body.readableBytes) bytes, "
@@ -286,7 +286,7 @@ struct LoadGenerator {
             var request = HTTPClientRequest(url: "\(options.apiURL)/v1/enqueue/\(ids)?nopush=1")
             request.method = .PUT
             request.headers.add(name: "Authorization", value: "Bearer \(options.apiKey)")
-            request.body = .bytes(ByteBuffer(bytes: command.body))
+            request.body = .bytes(command.body)
             let response = try await http.execute(request, timeout: .seconds(60))
             _ = try await response.body.collect(upTo: 16 * 1024 * 1024)
             guard response.status == .ok else { throw LoadError.failed("enqueue answered \(response.status.code)") }

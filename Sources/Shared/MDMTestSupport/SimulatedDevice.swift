@@ -148,18 +148,12 @@ package struct SimulatedDevice: Sendable {
         )
     }
 
-    /// A command report with its identity header computed now, to be sent later with
-    /// `send(_:)`: the load generator signs before it measures. (A device's identical `Idle`
-    /// body signs to the same value every time: RSA PKCS #1 v1.5 without signed attributes is
-    /// deterministic.)
+    /// A command report with its identity header computed now, to be sent later: the load
+    /// generator signs before it measures. (A device's identical `Idle` body signs to the same
+    /// value every time: RSA PKCS #1 v1.5 without signed attributes is deterministic.)
     package func signedReport(status: String, commandUUID: String?, userID: String? = nil) throws -> SignedReport {
         let body = reportBody(status: status, commandUUID: commandUUID, userID: userID)
         return SignedReport(body: body, identityHeader: try identityHeader(for: body))
-    }
-
-    /// Sends a report signed earlier to CommandService.
-    package func send(_ report: SignedReport) async throws -> DeviceReply {
-        try await send(body: report.body, identityHeader: report.identityHeader, to: commandURL)
     }
 
     // MARK: Transport
@@ -171,9 +165,19 @@ package struct SimulatedDevice: Sendable {
         contentType: String = "application/x-apple-aspen-mdm",
         method: HTTPMethod = .PUT
     ) async throws -> DeviceReply {
-        try await send(
-            body: body, identityHeader: try identityHeader(for: body), to: url, contentType: contentType,
-            method: method)
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        request.headers.add(name: "Content-Type", value: contentType)
+        let identityHeader = try identityHeader(for: body)
+        request.headers.add(name: identityHeader.name, value: identityHeader.value)
+        if !body.isEmpty || method != .GET { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await httpClient.execute(request, timeout: .seconds(30))
+        let reply = try await response.body.collect(upTo: 64 * 1024 * 1024)
+        return DeviceReply(
+            status: Int(response.status.code),
+            body: Data(reply.readableBytesView),
+            headers: response.headers.map { ($0.name, $0.value) }
+        )
     }
 
     /// `Mdm-Signature` over `body`, or the forwarded certificate header.
@@ -184,27 +188,6 @@ package struct SimulatedDevice: Sendable {
         case .forwardedHeader(let name, let escapedPEM):
             SignedReport.Header(name: name, value: escapedPEM ? identity.escapedPEMHeader : identity.rfc9440Header)
         }
-    }
-
-    private func send(
-        body: Data,
-        identityHeader: SignedReport.Header,
-        to url: String,
-        contentType: String = "application/x-apple-aspen-mdm",
-        method: HTTPMethod = .PUT
-    ) async throws -> DeviceReply {
-        var request = HTTPClientRequest(url: url)
-        request.method = method
-        request.headers.add(name: "Content-Type", value: contentType)
-        request.headers.add(name: identityHeader.name, value: identityHeader.value)
-        if !body.isEmpty || method != .GET { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await httpClient.execute(request, timeout: .seconds(30))
-        let reply = try await response.body.collect(upTo: 64 * 1024 * 1024)
-        return DeviceReply(
-            status: Int(response.status.code),
-            body: Data(reply.readableBytesView),
-            headers: response.headers.map { ($0.name, $0.value) }
-        )
     }
 }
 
