@@ -298,17 +298,7 @@ struct CommandQueuePollTests {
         try await TestDatabase.withFreshClient { client in
             let storage = StorageFixture(client: client)
             let device = try await storage.enrollDevice("UDID-1")
-            try await client.query(
-                """
-                WITH commands AS (
-                    INSERT INTO commands (command_uuid, request_type, command)
-                    SELECT 'OLD-' || n, 'DeviceInformation', '\\x00'::bytea FROM generate_series(1, 1000) AS n
-                    RETURNING command_uuid
-                )
-                INSERT INTO queue_entries (enrollment_id, command_uuid, priority, state)
-                SELECT 'UDID-1', command_uuid, 100, 'done' FROM commands
-                """
-            )
+            try await storage.insertEntries(for: device, prefix: "OLD-", count: 1000, state: "done", priority: 100)
             try await storage.enqueue("CMD-NEW", to: [device])
             #expect(try await storage.next(device) == "CMD-NEW")
             #expect(try await storage.next(device, status: "Acknowledged", commandUUID: "CMD-NEW") == nil)
@@ -320,17 +310,7 @@ struct CommandQueuePollTests {
         try await TestDatabase.withFreshClient { client in
             let storage = StorageFixture(client: client)
             let device = try await storage.enrollDevice("UDID-1")
-            try await client.query(
-                """
-                WITH commands AS (
-                    INSERT INTO commands (command_uuid, request_type, command)
-                    SELECT 'OLD-' || n, 'DeviceInformation', '\\x00'::bytea FROM generate_series(1, 2000) AS n
-                    RETURNING command_uuid
-                )
-                INSERT INTO queue_entries (enrollment_id, command_uuid, state)
-                SELECT 'UDID-1', command_uuid, 'done' FROM commands
-                """
-            )
+            try await storage.insertEntries(for: device, prefix: "OLD-", count: 2000, state: "done")
             try await storage.enqueue("CMD-NEW", to: [device])
             try await client.query("ANALYZE queue_entries")
             let plan = try await Self.plan(
@@ -347,22 +327,11 @@ struct CommandQueuePollTests {
     func reportedEntryIsFoundByItsKey(kind: PollKind) async throws {
         try await TestDatabase.withFreshClient { client in
             let storage = StorageFixture(client: client)
-            _ = try await storage.enrollDevice("UDID-1")
+            let device = try await storage.enrollDevice("UDID-1")
             // Statistics taken when the history was all done; then a backlog arrives.
-            for (prefix, state) in [("OLD-", "done"), ("PENDING-", "pending")] {
-                try await client.query(
-                    """
-                    WITH commands AS (
-                        INSERT INTO commands (command_uuid, request_type, command)
-                        SELECT \(prefix) || n, 'DeviceInformation', '\\x00'::bytea FROM generate_series(1, 2000) AS n
-                        RETURNING command_uuid
-                    )
-                    INSERT INTO queue_entries (enrollment_id, command_uuid, state)
-                    SELECT 'UDID-1', command_uuid, \(state) FROM commands
-                    """
-                )
-                if state == "done" { try await client.query("ANALYZE queue_entries") }
-            }
+            try await storage.insertEntries(for: device, prefix: "OLD-", count: 2000, state: "done")
+            try await client.query("ANALYZE queue_entries")
+            try await storage.insertEntries(for: device, prefix: "PENDING-", count: 2000, state: "pending")
             let (sql, status) =
                 kind == .final
                 ? (PollStatement<FinalPoll>.sql, "Acknowledged") : (PollStatement<NotNowPoll>.sql, "NotNow")

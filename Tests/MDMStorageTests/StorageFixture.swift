@@ -120,6 +120,25 @@ struct StorageFixture: Sendable {
         )
     }
 
+    /// `count` commands named `prefix1`, `prefix2`, … queued for `identity` in `state`, in one
+    /// statement: history or a backlog without a poll per entry.
+    func insertEntries(
+        for identity: EnrollmentIdentity, prefix: String, count: Int, state: String, priority: Int16 = 0
+    ) async throws {
+        try await client.query(
+            """
+            WITH commands AS (
+                INSERT INTO commands (command_uuid, request_type, command)
+                SELECT \(prefix) || n, 'DeviceInformation', '\\x00'::bytea FROM generate_series(1, \(count)) AS n
+                RETURNING command_uuid
+            )
+            INSERT INTO queue_entries (enrollment_id, command_uuid, priority, state)
+            SELECT \(identity.id), command_uuid, \(priority), \(state) FROM commands
+            """,
+            logger: logger
+        )
+    }
+
     func poll(
         _ identity: EnrollmentIdentity,
         status: String = "Idle",
