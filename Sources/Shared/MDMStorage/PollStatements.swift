@@ -78,12 +78,10 @@ package enum PollSQL {
     /// The poll of `kind` with `recording` (CTEs) after the binding check's CTEs; without
     /// recording, an `Idle` poll's commit does not wait for the WAL flush.
     static func make(_ kind: PollKind, recording: String?) -> String {
-        var changes: [String] = []
-        switch kind {
-        case .idle:
-            break
-        case .final:
-            changes.append(
+        let changes =
+            switch kind {
+            case .idle: ""
+            case .final:
                 """
                 retired AS (
                     UPDATE queue_entries SET state = 'done', updated_at = now()
@@ -97,9 +95,8 @@ package enum PollSQL {
                     ON CONFLICT (enrollment_id, command_uuid) DO UPDATE SET
                         status = excluded.status, result = excluded.result, updated_at = now()
                 ),
-                """)
-        case .notNow:
-            changes.append(
+                """
+            case .notNow:
                 """
                 not_now AS (
                     UPDATE queue_entries SET
@@ -107,8 +104,8 @@ package enum PollSQL {
                     WHERE enrollment_id = $1 AND command_uuid = $5 AND (state = 'pending') IS TRUE
                         AND $4 = 'NotNow' AND EXISTS (SELECT 1 FROM allowed)
                 ),
-                """)
-        }
+                """
+            }
         let nextFilter =
             switch kind {
             case .idle: ""
@@ -132,7 +129,7 @@ package enum PollSQL {
                 WHERE id = $1 AND EXISTS (SELECT 1 FROM allowed)
                     AND (last_seen_at IS NULL OR last_seen_at < now() - interval '1 second')
             ),
-            \(changes.joined())\(relaxed)
+            \(changes)\(relaxed)
             next AS (
                 SELECT command_uuid FROM queue_entries
                 WHERE enrollment_id = $1 AND state = 'pending' AND EXISTS (SELECT 1 FROM allowed)\(nextFilter)
